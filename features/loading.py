@@ -1,0 +1,231 @@
+"""Reading an export folder into one typed, validated `CrmExport`.
+
+Nothing downstream accepts an export that failed validation: `load_export` raises
+`ExportInvalid` with every violation, and `CrmExport` can only be built from checked tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from features.contract import STAGES_FILE, TABLES
+from features.errors import ExportInvalid, ValidationReport, Violation
+from features.stages import StageConfig
+from features.validation import check_tables
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CrmExport:
+    """A validated CRM export: typed tables in the corporate currency, times in UTC.
+
+    `history` and `activities` are sorted by deal and time; every deal has at least one
+    history row (deals exported without history get one, read from their current state at
+    `created_at`). `owners` covers every owner of a deal; an owner without a team is a team
+    of one. `report` keeps the warnings the export raised.
+    """
+
+    opportunities: pd.DataFrame
+    history: pd.DataFrame
+    activities: pd.DataFrame
+    accounts: pd.DataFrame
+    owners: pd.DataFrame
+    quotas: pd.DataFrame
+    exchange_rates: pd.DataFrame
+    field_history: pd.DataFrame
+    stages: StageConfig
+    fingerprint: str
+    report: ValidationReport
+
+    @property
+    def n_opportunities(self) -> int:
+        return len(self.opportunities)
+
+
+def _read_file(path: Path, table: str, out: list[Violation]) -> pd.DataFrame | None:
+    try:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        else:
+            frame = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        out.append(Violation(table, None, None, "a file with a header row", found="an empty file"))
+        return None
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        out.append(
+            Violation(
+                table,
+                None,
+                None,
+                "a readable CSV or Parquet file",
+                found=f"{type(error).__name__}: {error}",
+            )
+        )
+        return None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def read_export(path: Path) -> tuple[dict[str, pd.DataFrame], object | None, list[Violation]]:
+    """The raw tables of an export folder, its parsed `stages.yaml` (or None), and read errors."""
+    out: list[Violation] = []
+    if not path.is_dir():
+        out.append(Violation("export", None, None, "a folder of table files", found=str(path)))
+        return {}, None, out
+    raw: dict[str, pd.DataFrame] = {}
+    for name in TABLES:
+        files = [p for p in (path / f"{name}.csv", path / f"{name}.parquet") if p.exists()]
+        if len(files) > 1:
+            out.append(
+                Violation(
+                    name,
+                    None,
+                    None,
+                    "one file per table",
+                    found=" and ".join(p.name for p in files),
+                )
+            )
+            continue
+        if files and (frame := _read_file(files[0], name, out)) is not None:
+            raw[name] = frame
+    stages_document: object | None = None
+    stages_path = path / STAGES_FILE
+    if stages_path.exists():
+        try:
+            stages_document = yaml.safe_load(stages_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            out.append(
+                Violation(
+                    STAGES_FILE,
+                    None,
+                    None,
+                    "a readable YAML file",
+                    found=f"{type(error).__name__}: {error}",
+                )
+            )
+    return raw, stages_document, out
+
+
+def fingerprint_export(path: Path) -> str:
+    """sha256 over the contract files' names and bytes: the same export, the same print."""
+    digest = hashlib.sha256()
+    names = [f"{n}.{ext}" for n in TABLES for ext in ("csv", "parquet")] + [STAGES_FILE]
+    for name in names:
+        file = path / name
+        if not file.exists():
+            continue
+        digest.update(name.encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _with_history_for_bare_deals(
+    opportunities: pd.DataFrame, history: pd.DataFrame
+) -> pd.DataFrame:
+    """Deals exported without history become one row at `created_at` from their current state."""
+    bare = opportunities[~opportunities["opportunity_id"].isin(history["opportunity_id"])]
+    if bare.empty:
+        return history
+    columns = [c for c in history.columns if c in bare.columns and c != "changed_at"]
+    rows = bare[columns].assign(changed_at=bare["created_at"])
+    return pd.concat([history, rows], ignore_index=True)
+
+
+def _owners(opportunities: pd.DataFrame, owners: pd.DataFrame | None) -> pd.DataFrame:
+    """Every owner of a deal, with a team (an owner without one is a team of one)."""
+    listed = owners if owners is not None else pd.DataFrame({"owner_id": pd.Series(dtype="string")})
+    missing = pd.Index(opportunities["owner_id"].unique()).difference(listed["owner_id"])
+    out = pd.concat(
+        [listed, pd.DataFrame({"owner_id": missing.astype("string")})], ignore_index=True
+    )
+    team = out["team"] if "team" in out.columns else pd.Series(pd.NA, index=out.index)
+    return out.assign(team=team.astype("string").fillna(out["owner_id"].astype("string")))
+
+
+def build_export(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    stages_document: object | None = None,
+    stages: StageConfig | None = None,
+    source: str = "<memory>",
+    fingerprint: str = "",
+    read_violations: list[Violation] | None = None,
+) -> CrmExport:
+    """Check raw tables and assemble the typed export; raises ExportInvalid on any error."""
+    checked = check_tables(raw, stages_document=stages_document, stages=stages)
+    unreadable = {v.table for v in read_violations or []}
+    found = [v for v in checked.violations if not (v.table in unreadable and v.row is None)]
+    report = ValidationReport(source, [*(read_violations or []), *found])
+    if not report.ok or checked.stages is None:
+        raise ExportInvalid(report)
+    frames = checked.frames
+    opportunities = frames["opportunities"]
+    history = _with_history_for_bare_deals(
+        opportunities, frames["opportunity_history"].drop_duplicates()
+    )
+    history = history.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    empty_activities = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(dtype="string"),
+            "occurred_at": pd.Series(dtype="datetime64[ns, UTC]"),
+            "type": pd.Series(dtype="string"),
+            "contact_role": pd.Series(dtype="string"),
+        }
+    )
+    activities = frames.get("activities", empty_activities)
+    if "contact_role" not in activities.columns:
+        activities = activities.assign(
+            contact_role=pd.Series(pd.NA, index=activities.index, dtype="string")
+        )
+    activities = activities.sort_values(["opportunity_id", "occurred_at"], kind="stable")
+
+    def table(name: str) -> pd.DataFrame:
+        columns = [c.name for c in TABLES[name].columns]
+        return frames.get(name, pd.DataFrame({c: pd.Series(dtype="object") for c in columns}))
+
+    if report.warnings:
+        logger.warning("%s: %d warnings", source, len(report.warnings))
+    return CrmExport(
+        opportunities=opportunities.reset_index(drop=True),
+        history=history.reset_index(drop=True),
+        activities=activities.reset_index(drop=True),
+        accounts=table("accounts"),
+        owners=_owners(opportunities, frames.get("owners")),
+        quotas=table("quotas"),
+        exchange_rates=table("exchange_rates"),
+        field_history=table("opportunity_field_history"),
+        stages=checked.stages,
+        fingerprint=fingerprint,
+        report=report,
+    )
+
+
+def validate_export(path: Path) -> ValidationReport:
+    """Every violation of the export at `path`, without raising."""
+    try:
+        return load_export(path).report
+    except ExportInvalid as invalid:
+        return invalid.report
+
+
+def load_export(path: Path) -> CrmExport:
+    """Read, check and type the export folder at `path`; raises ExportInvalid if it is bad."""
+    path = Path(path)
+    raw, stages_document, read_violations = read_export(path)
+    return build_export(
+        raw,
+        stages_document=stages_document,
+        source=str(path),
+        fingerprint=fingerprint_export(path) if path.is_dir() else "",
+        read_violations=read_violations,
+    )

@@ -1,0 +1,586 @@
+"""Checking contract tables: typed parsing plus every cross-table rule, all violations at once.
+
+`check_tables` is the one implementation used both for an export folder and for the deals a
+client posts to the service, so a CRM export and a scoring request obey the same rules.
+Row numbers in violations are 1-based data rows of the input table (the frame's position).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.contract import (
+    CURRENT_STATE_COLUMNS,
+    QUOTA_PERIOD_PATTERN,
+    TABLES,
+    Column,
+    Table,
+)
+from features.errors import Violation
+from features.stages import StageConfig, StagesError, infer_stages, salesforce_standard
+
+_TRUE = {"true", "1", "t", "yes"}
+_FALSE = {"false", "0", "f", "no"}
+
+
+@dataclass(frozen=True)
+class CheckedTables:
+    """Typed tables (original row order, index = row - 1) and the stage model they obey."""
+
+    frames: dict[str, pd.DataFrame]
+    stages: StageConfig | None
+    violations: list[Violation]
+
+
+def _rows(mask: pd.Series) -> np.ndarray:
+    return np.flatnonzero(mask.to_numpy(dtype=bool))
+
+
+def _text(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _add_rows(
+    out: list[Violation],
+    frame: pd.DataFrame,
+    mask: pd.Series,
+    *,
+    table: str,
+    column: str | None,
+    expected: str,
+    found: pd.Series | None = None,
+    key_column: str | None = None,
+    severity: str = "error",
+) -> None:
+    """One violation per row of `mask`, naming its row, key and found value."""
+    positions = _rows(mask)
+    if positions.size == 0:
+        return
+    keys = (
+        frame[key_column].to_numpy()[positions]
+        if key_column is not None and key_column in frame.columns
+        else [None] * positions.size
+    )
+    values = found.to_numpy()[positions] if found is not None else [None] * positions.size
+    for pos, key, value in zip(positions, keys, values, strict=True):
+        out.append(
+            Violation(
+                table=table,
+                column=column,
+                row=int(pos) + 1,
+                expected=expected,
+                found=None if found is None else ("empty" if _is_missing(value) else _text(value)),
+                key=None if key is None or _is_missing(key) else str(key),
+                severity=severity,  # type: ignore[arg-type]
+            )
+        )
+
+
+def _is_missing(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _key_column(table: Table) -> str | None:
+    for name in ("opportunity_id", "account_id", "owner_id", "currency", "period"):
+        if any(c.name == name for c in table.columns):
+            return name
+    return None
+
+
+def _parse_column(raw: pd.Series, column: Column) -> pd.Series:
+    """The column in its contract type; values that do not parse become missing."""
+    if column.kind == "string":
+        text = raw.astype("string").str.strip()
+        return text.mask(text == "")
+    if column.kind in ("datetime", "date"):
+        if isinstance(raw.dtype, pd.DatetimeTZDtype):
+            parsed = raw.dt.tz_convert("UTC")
+        elif pd.api.types.is_datetime64_dtype(raw):
+            parsed = raw.dt.tz_localize("UTC")
+        else:
+            text = raw.astype("string").str.strip()
+            parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        return parsed.astype("datetime64[ns, UTC]")
+    if column.kind == "float":
+        if pd.api.types.is_bool_dtype(raw):
+            return pd.Series(np.nan, index=raw.index)
+        return pd.to_numeric(raw, errors="coerce").astype("float64")
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.astype("boolean")
+    text = raw.astype("string").str.strip().str.lower()
+    parsed = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+    parsed[text.isin(_TRUE).fillna(False).to_numpy()] = True
+    parsed[text.isin(_FALSE).fillna(False).to_numpy()] = False
+    return parsed
+
+
+def _check_table(raw: pd.DataFrame, table: Table, out: list[Violation]) -> pd.DataFrame:
+    """Parse a table's contract columns; report missing columns and bad values."""
+    frame = raw.reset_index(drop=True).copy()
+    key = _key_column(table)
+    for name in table.required_columns:
+        if name not in frame.columns:
+            out.append(
+                Violation(table.name, name, None, "a required column", found="no such column")
+            )
+    for column in table.columns:
+        if column.name not in frame.columns:
+            continue
+        raw_values = frame[column.name]
+        parsed = _parse_column(raw_values, column)
+        present = raw_values.notna() & (raw_values.astype("string").str.strip() != "")
+        unparsed = present & parsed.isna()
+        if column.kind == "float":
+            finite = np.isfinite(parsed.to_numpy(dtype="float64", na_value=np.nan))
+            unparsed = unparsed | (parsed.notna() & ~pd.Series(finite, index=parsed.index))
+        _add_rows(
+            out,
+            frame,
+            unparsed,
+            table=table.name,
+            column=column.name,
+            expected=column.expectation(),
+            found=raw_values,
+            key_column=key,
+        )
+        if column.required:
+            _add_rows(
+                out,
+                frame,
+                ~present,
+                table=table.name,
+                column=column.name,
+                expected=column.expectation(),
+                found=raw_values,
+                key_column=key,
+            )
+        bad = pd.Series(False, index=frame.index)
+        if column.kind == "float":
+            values = parsed.where(np.isfinite(parsed))
+            if column.minimum is not None:
+                below = (
+                    values <= column.minimum
+                    if column.exclusive_minimum
+                    else values < column.minimum
+                )
+                bad |= below.fillna(False)
+            if column.maximum is not None:
+                bad |= (values > column.maximum).fillna(False)
+        if column.kind == "date":
+            bad |= (parsed.notna() & (parsed != parsed.dt.normalize())).fillna(False)
+        if column.choices is not None:
+            bad |= (parsed.notna() & ~parsed.isin(column.choices)).fillna(False)
+        _add_rows(
+            out,
+            frame,
+            bad,
+            table=table.name,
+            column=column.name,
+            expected=column.expectation(),
+            found=raw_values,
+            key_column=key,
+        )
+        frame[column.name] = parsed
+    if table.key and all(k in frame.columns for k in table.key):
+        keyed = frame[list(table.key)]
+        duplicated = keyed.notna().all(axis=1) & keyed.duplicated(keep="first")
+        _add_rows(
+            out,
+            frame,
+            duplicated,
+            table=table.name,
+            column=",".join(table.key),
+            expected="a unique key",
+            found=frame[table.key[0]],
+            key_column=key,
+        )
+    return frame
+
+
+def _has(frame: pd.DataFrame | None, *columns: str) -> bool:
+    return frame is not None and all(c in frame.columns for c in columns)
+
+
+def _check_references(
+    frames: Mapping[str, pd.DataFrame], out: list[Violation], known: pd.Index
+) -> None:
+    for name in ("opportunity_history", "activities", "opportunity_field_history"):
+        frame = frames.get(name)
+        if not _has(frame, "opportunity_id"):
+            continue
+        assert frame is not None
+        ids = frame["opportunity_id"]
+        _add_rows(
+            out,
+            frame,
+            ids.notna() & ~ids.isin(known),
+            table=name,
+            column="opportunity_id",
+            expected="an opportunity_id present in opportunities",
+            found=ids,
+        )
+
+
+def _check_history(
+    opportunities: pd.DataFrame, history: pd.DataFrame, out: list[Violation]
+) -> None:
+    """Same-time conflicts, rows before creation, and deals closing before they were created."""
+    if not _has(history, "opportunity_id", "changed_at"):
+        return
+    same_time = (
+        history.duplicated(["opportunity_id", "changed_at"], keep=False)
+        & history["changed_at"].notna()
+    )
+    identical = history.duplicated(keep=False)
+    _add_rows(
+        out,
+        history,
+        same_time & ~identical,
+        table="opportunity_history",
+        column="changed_at",
+        expected="at most one state per deal and time (rows at the same changed_at must be "
+        "identical)",
+        found=history["changed_at"].astype("string"),
+        key_column="opportunity_id",
+    )
+    repeated = history.duplicated(keep="first") & same_time
+    _add_rows(
+        out,
+        history,
+        repeated,
+        table="opportunity_history",
+        column=None,
+        expected="no repeated rows (an identical copy of an earlier row is merged into it)",
+        key_column="opportunity_id",
+        severity="warning",
+    )
+    if not _has(opportunities, "opportunity_id", "created_at"):
+        return
+    created = history["opportunity_id"].map(
+        opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")["created_at"]
+    )
+    early = (history["changed_at"] < created).fillna(False)
+    _add_rows(
+        out,
+        history,
+        early,
+        table="opportunity_history",
+        column="changed_at",
+        expected="a time at or after the deal's created_at",
+        found=history["changed_at"].astype("string"),
+        key_column="opportunity_id",
+    )
+
+
+def _check_closing(
+    opportunities: pd.DataFrame,
+    history: pd.DataFrame,
+    stages: StageConfig,
+    out: list[Violation],
+) -> None:
+    """A closed deal's close date must not precede its creation."""
+    if not _has(history, "opportunity_id", "changed_at", "stage", "close_date"):
+        return
+    if not _has(opportunities, "opportunity_id", "created_at"):
+        return
+    valid = history.dropna(subset=["opportunity_id", "changed_at"])
+    last_pos = valid.sort_values("changed_at", kind="stable").groupby("opportunity_id").tail(1)
+    closed = last_pos[last_pos["stage"].isin(stages.won_stages + stages.lost_stages)]
+    created = closed["opportunity_id"].map(
+        opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")["created_at"]
+    )
+    before = (closed["close_date"] < created.dt.normalize()).fillna(False)
+    mask = pd.Series(False, index=history.index)
+    mask[closed.index[before.to_numpy()]] = True
+    _add_rows(
+        out,
+        history,
+        mask,
+        table="opportunity_history",
+        column="close_date",
+        expected="a deal that closes on or after the day it was created",
+        found=history["close_date"].dt.strftime("%Y-%m-%d"),
+        key_column="opportunity_id",
+    )
+
+
+def _check_current_state(
+    opportunities: pd.DataFrame, history: pd.DataFrame, stages: StageConfig, out: list[Violation]
+) -> None:
+    """Current-state columns must agree with the last history row: warn; the history wins."""
+    present = [c.name for c in CURRENT_STATE_COLUMNS if c.name in opportunities.columns]
+    if not present or not _has(history, "opportunity_id", "changed_at"):
+        return
+    last = (
+        history.dropna(subset=["opportunity_id", "changed_at"])
+        .sort_values("changed_at", kind="stable")
+        .groupby("opportunity_id")
+        .tail(1)
+        .set_index("opportunity_id")
+    )
+    last = last.assign(
+        is_won=last["stage"].isin(stages.won_stages),
+        is_closed=last["stage"].isin(stages.won_stages + stages.lost_stages),
+    )
+    for name in present:
+        if name not in last.columns:
+            continue
+        theirs = opportunities["opportunity_id"].map(last[name])
+        mine = opportunities[name]
+        has_both = mine.notna() & theirs.notna()
+        if name == "amount":
+            differ = ~np.isclose(
+                mine.to_numpy(dtype="float64", na_value=np.nan),
+                theirs.to_numpy(dtype="float64", na_value=np.nan),
+                rtol=1e-9,
+                atol=1e-6,
+            )
+        else:
+            differ = (mine.astype("object") != theirs.astype("object")).to_numpy()
+        _add_rows(
+            out,
+            opportunities,
+            has_both & pd.Series(differ, index=opportunities.index),
+            table="opportunities",
+            column=name,
+            expected="the same value as the deal's last history row (the history is used)",
+            found=mine.astype("string"),
+            key_column="opportunity_id",
+            severity="warning",
+        )
+
+
+def _check_deals_without_history(
+    opportunities: pd.DataFrame, history: pd.DataFrame | None, out: list[Violation]
+) -> None:
+    if not _has(opportunities, "opportunity_id"):
+        return
+    with_history = (
+        history["opportunity_id"]
+        if history is not None and "opportunity_id" in history.columns
+        else pd.Series(dtype="string")
+    )
+    missing = opportunities["opportunity_id"].notna() & ~opportunities["opportunity_id"].isin(
+        with_history
+    )
+    needed = ("stage", "amount", "close_date")
+    complete = pd.Series(True, index=opportunities.index)
+    for name in needed:
+        complete &= opportunities[name].notna() if name in opportunities.columns else False
+    _add_rows(
+        out,
+        opportunities,
+        missing & ~complete,
+        table="opportunities",
+        column=None,
+        expected="history rows, or the current-state columns stage, amount and close_date to "
+        "read the deal from",
+        key_column="opportunity_id",
+    )
+
+
+def _check_stage_names(history: pd.DataFrame, stages: StageConfig, out: list[Violation]) -> None:
+    if "stage" not in history.columns:
+        return
+    unknown = history["stage"].notna() & ~history["stage"].isin(stages.all_stages)
+    _add_rows(
+        out,
+        history,
+        unknown,
+        table="opportunity_history",
+        column="stage",
+        expected=f"a stage of the stage model ({stages.source}): " + ", ".join(stages.all_stages),
+        found=history["stage"],
+        key_column="opportunity_id",
+    )
+
+
+def _check_quotas(quotas: pd.DataFrame, out: list[Violation]) -> None:
+    if "period" in quotas.columns:
+        malformed = quotas["period"].notna() & ~quotas["period"].str.fullmatch(
+            QUOTA_PERIOD_PATTERN
+        ).fillna(False)
+        _add_rows(
+            out,
+            quotas,
+            malformed,
+            table="quotas",
+            column="period",
+            expected="a fiscal quarter label YYYY-Qn (e.g. 2026-Q3)",
+            found=quotas["period"],
+        )
+    owner = (
+        quotas["owner_id"] if "owner_id" in quotas.columns else pd.Series(pd.NA, index=quotas.index)
+    )
+    team = quotas["team"] if "team" in quotas.columns else pd.Series(pd.NA, index=quotas.index)
+    _add_rows(
+        out,
+        quotas,
+        owner.isna() == team.isna(),
+        table="quotas",
+        column="owner_id,team",
+        expected="exactly one of owner_id and team",
+    )
+    subject = ("owner:" + owner.astype("string")).fillna("team:" + team.astype("string"))
+    if "period" in quotas.columns:
+        keyed = pd.DataFrame({"period": quotas["period"], "subject": subject})
+        duplicated = keyed.notna().all(axis=1) & keyed.duplicated(keep="first")
+        _add_rows(
+            out,
+            quotas,
+            duplicated,
+            table="quotas",
+            column="period",
+            expected="one quota per owner or team and period",
+            found=keyed["subject"],
+        )
+
+
+def _resolve_stages(
+    stages_document: object | None,
+    opportunities: pd.DataFrame,
+    history: pd.DataFrame,
+    out: list[Violation],
+) -> StageConfig | None:
+    if stages_document is not None:
+        try:
+            return StageConfig.from_yaml_dict(stages_document)
+        except StagesError as error:
+            out.append(Violation("stages.yaml", None, None, str(error)))
+            return None
+    if _has(opportunities, "opportunity_id", "is_closed", "is_won") and _has(
+        history, "opportunity_id", "changed_at", "stage"
+    ):
+        inferred = infer_stages(
+            history.dropna(subset=["opportunity_id", "changed_at", "stage"]),
+            opportunities[["opportunity_id", "is_closed", "is_won"]].dropna(),
+        )
+        if inferred is not None:
+            return inferred
+    return salesforce_standard()
+
+
+def convert_currency(
+    history: pd.DataFrame, rates: pd.DataFrame | None, out: list[Violation]
+) -> pd.DataFrame:
+    """Amounts in the corporate currency, keeping the original in `amount_original`.
+
+    A rate is `units of the currency per corporate unit` (Salesforce's ConversionRate), taken
+    as the latest dated rate valid on the row's close date, else the undated rate, as
+    Salesforce converts opportunity amounts with the rate of their close date.
+    """
+    if "currency" not in history.columns:
+        return history
+    currencies = history["currency"].dropna().unique()
+    if len(currencies) <= 1 and (rates is None or rates.empty):
+        return history
+    if rates is None or not _has(rates, "currency", "rate"):
+        _add_rows(
+            out,
+            history,
+            history["currency"].notna(),
+            table="opportunity_history",
+            column="currency",
+            expected="a rate in exchange_rates (required when amounts come in several currencies)",
+            found=history["currency"],
+            key_column="opportunity_id",
+        )
+        return history
+    rates = rates.dropna(subset=["currency", "rate"])
+    dated = rates.dropna(subset=["valid_from"]) if "valid_from" in rates.columns else rates.iloc[:0]
+    undated = rates[rates["valid_from"].isna()] if "valid_from" in rates.columns else rates
+    rate = (
+        history["currency"]
+        .map(undated.drop_duplicates("currency").set_index("currency")["rate"])
+        .astype("float64")
+    )
+    if not dated.empty:
+        probe = pd.DataFrame(
+            {
+                "position": np.arange(len(history)),
+                "currency": history["currency"].astype("string"),
+                "when": history["close_date"],
+            }
+        ).dropna(subset=["when", "currency"])
+        matched = pd.merge_asof(
+            probe.sort_values("when"),
+            dated.assign(currency=dated["currency"].astype("string")).sort_values("valid_from")[
+                ["currency", "valid_from", "rate"]
+            ],
+            left_on="when",
+            right_on="valid_from",
+            by="currency",
+            direction="backward",
+        ).set_index("position")["rate"]
+        dated_rate = pd.Series(
+            matched.reindex(np.arange(len(history))).to_numpy(dtype="float64"), index=history.index
+        )
+        rate = dated_rate.fillna(rate)
+    no_rate = history["currency"].notna() & rate.isna()
+    _add_rows(
+        out,
+        history,
+        no_rate,
+        table="opportunity_history",
+        column="currency",
+        expected="a currency with a rate in exchange_rates valid on the close date",
+        found=history["currency"],
+        key_column="opportunity_id",
+    )
+    converted = history.copy()
+    converted["amount_original"] = history["amount"]
+    converted["amount"] = history["amount"] / rate.where(history["currency"].notna(), 1.0)
+    return converted
+
+
+def check_tables(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    stages_document: object | None = None,
+    stages: StageConfig | None = None,
+) -> CheckedTables:
+    """Type every contract table and apply every rule of the contract.
+
+    `raw` maps table names to frames as read (text or typed). Give either the parsed
+    `stages.yaml` document or an already-known `stages` (the service passes the model's).
+    """
+    out: list[Violation] = []
+    for required in (n for n, t in TABLES.items() if t.required):
+        if required not in raw:
+            out.append(
+                Violation(
+                    required, None, None, "a table file (CSV or Parquet)", found="no such file"
+                )
+            )
+    frames = {
+        name: _check_table(frame, TABLES[name], out)
+        for name, frame in raw.items()
+        if name in TABLES
+    }
+    opportunities = frames.get("opportunities", pd.DataFrame())
+    history = frames.get("opportunity_history")
+    if _has(opportunities, "opportunity_id"):
+        _check_references(frames, out, pd.Index(opportunities["opportunity_id"].dropna()))
+    if history is not None:
+        _check_history(opportunities, history, out)
+    _check_deals_without_history(opportunities, history, out)
+    resolved = stages or _resolve_stages(
+        stages_document, opportunities, history if history is not None else pd.DataFrame(), out
+    )
+    if resolved is not None and history is not None:
+        _check_stage_names(history, resolved, out)
+        _check_closing(opportunities, history, resolved, out)
+        _check_current_state(opportunities, history, resolved, out)
+    if history is not None and _has(history, "amount", "close_date"):
+        frames["opportunity_history"] = convert_currency(history, frames.get("exchange_rates"), out)
+    if "quotas" in frames:
+        _check_quotas(frames["quotas"], out)
+    return CheckedTables(frames=frames, stages=resolved, violations=out)

@@ -1,0 +1,4 @@
+"""Backtests, evaluation against the baselines, MLflow tracking, registry and promotion.
+
+Imports `features` and `models`; never `serving`.
+"""
