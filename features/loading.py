@@ -129,18 +129,6 @@ def fingerprint_export(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _with_history_for_bare_deals(
-    opportunities: pd.DataFrame, history: pd.DataFrame
-) -> pd.DataFrame:
-    """Deals exported without history become one row at `created_at` from their current state."""
-    bare = opportunities[~opportunities["opportunity_id"].isin(history["opportunity_id"])]
-    if bare.empty:
-        return history
-    columns = [c for c in history.columns if c in bare.columns and c != "changed_at"]
-    rows = bare[columns].assign(changed_at=bare["created_at"])
-    return pd.concat([history, rows], ignore_index=True)
-
-
 def _owners(opportunities: pd.DataFrame, owners: pd.DataFrame | None) -> pd.DataFrame:
     """Every owner of a deal, with a team (an owner without one is a team of one)."""
     listed = owners if owners is not None else pd.DataFrame({"owner_id": pd.Series(dtype="string")})
@@ -170,10 +158,11 @@ def build_export(
         raise ExportInvalid(report)
     frames = checked.frames
     opportunities = frames["opportunities"]
-    history = _with_history_for_bare_deals(
-        opportunities, frames["opportunity_history"].drop_duplicates()
+    history = (
+        frames["opportunity_history"]
+        .drop_duplicates()
+        .sort_values(["opportunity_id", "changed_at"], kind="stable")
     )
-    history = history.sort_values(["opportunity_id", "changed_at"], kind="stable")
     empty_activities = pd.DataFrame(
         {
             "opportunity_id": pd.Series(dtype="string"),

@@ -68,12 +68,13 @@ def _add_rows(
         else [None] * positions.size
     )
     values = found.to_numpy()[positions] if found is not None else [None] * positions.size
-    for pos, key, value in zip(positions, keys, values, strict=True):
+    labels = frame.index.to_numpy()[positions]
+    for label, key, value in zip(labels, keys, values, strict=True):
         out.append(
             Violation(
                 table=table,
                 column=column,
-                row=int(pos) + 1,
+                row=int(label) + 1,
                 expected=expected,
                 found=None if found is None else ("empty" if _is_missing(value) else _text(value)),
                 key=None if key is None or _is_missing(key) else str(key),
@@ -326,6 +327,8 @@ def _check_current_state(
         .tail(1)
         .set_index("opportunity_id")
     )
+    if last.empty:
+        return
     last = last.assign(
         is_won=last["stage"].isin(stages.won_stages),
         is_closed=last["stage"].isin(stages.won_stages + stages.lost_stages),
@@ -469,7 +472,12 @@ def _resolve_stages(
 
 
 def convert_currency(
-    history: pd.DataFrame, rates: pd.DataFrame | None, out: list[Violation]
+    history: pd.DataFrame,
+    rates: pd.DataFrame | None,
+    out: list[Violation],
+    *,
+    table: str = "opportunity_history",
+    several: bool = False,
 ) -> pd.DataFrame:
     """Amounts in the corporate currency, keeping the original in `amount_original`.
 
@@ -480,7 +488,7 @@ def convert_currency(
     if "currency" not in history.columns:
         return history
     currencies = history["currency"].dropna().unique()
-    if len(currencies) <= 1 and (rates is None or rates.empty):
+    if len(currencies) <= 1 and not several and (rates is None or rates.empty):
         return history
     if rates is None or not _has(rates, "currency", "rate"):
         _add_rows(
@@ -541,6 +549,22 @@ def convert_currency(
     return converted
 
 
+def _history_of_bare_deals(opportunities: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """One history row at `created_at`, from the current-state columns, for each deal that
+    has no history rows (the contract's rule); indexed like `opportunities` so violations
+    name the opportunities row."""
+    if not _has(opportunities, "opportunity_id", "created_at", "stage", "amount", "close_date"):
+        return history.iloc[:0]
+    bare = opportunities[
+        opportunities["opportunity_id"].notna()
+        & ~opportunities["opportunity_id"].isin(history["opportunity_id"])
+    ]
+    columns = [c for c in history.columns if c in bare.columns and c != "changed_at"]
+    if "currency" in bare.columns and "currency" not in columns:
+        columns.append("currency")
+    return bare[columns].assign(changed_at=bare["created_at"])
+
+
 def check_tables(
     raw: Mapping[str, pd.DataFrame],
     *,
@@ -580,7 +604,15 @@ def check_tables(
         _check_closing(opportunities, history, resolved, out)
         _check_current_state(opportunities, history, resolved, out)
     if history is not None and _has(history, "amount", "close_date"):
-        frames["opportunity_history"] = convert_currency(history, frames.get("exchange_rates"), out)
+        rates = frames.get("exchange_rates")
+        bare = _history_of_bare_deals(opportunities, history)
+        currencies = [f["currency"] for f in (history, bare) if "currency" in f.columns]
+        several = bool(currencies) and pd.concat(currencies).nunique() > 1
+        converted = convert_currency(history, rates, out, several=several)
+        if not bare.empty:
+            bare = convert_currency(bare, rates, out, table="opportunities", several=several)
+            converted = pd.concat([converted, bare], ignore_index=True)
+        frames["opportunity_history"] = converted
     if "quotas" in frames:
         _check_quotas(frames["quotas"], out)
     return CheckedTables(frames=frames, stages=resolved, violations=out)

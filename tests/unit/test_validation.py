@@ -419,3 +419,18 @@ def test_cli_validate_exit_codes(small_export: Path, export_with: Callable[..., 
         t["opportunity_history"]["amount"] = [1000.0, -1.0, 900.0, 500.0, 500.0, 2500.0]
 
     assert main(["validate", str(export_with(negative))]) == 1
+
+
+def test_header_only_history_reads_every_deal_from_its_current_state(
+    export_with: Callable[..., Path],
+) -> None:
+    def header_only(t: dict[str, pd.DataFrame]) -> None:
+        t["opportunities"]["stage"] = ["Closed Won", "Closed Lost", "Qualification"]
+        t["opportunities"]["amount"] = [900.0, 500.0, 2500.0]
+        t["opportunities"]["close_date"] = ["2026-03-20", "2026-02-20", "2026-09-30"]
+        t["opportunity_history"] = t["opportunity_history"].iloc[:0]
+
+    export = load_export(export_with(header_only))
+    assert export.report.ok
+    assert list(export.history["stage"]) == ["Closed Won", "Closed Lost", "Qualification"]
+    assert list(export.history["changed_at"]) == list(export.opportunities["created_at"])

@@ -1,0 +1,77 @@
+"""Feature configuration: the few choices that shape snapshots, features and labels.
+
+Stored with every trained model, so that serving rebuilds exactly the features it was
+trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Static attributes used when the config lists none and the export has them: deal type and
+# source, the account's segment, industry, region and size. Anything else (a loss reason, a
+# field edited after the fact) must be listed explicitly, because it could leak the outcome.
+DEFAULT_STATIC_ATTRIBUTES: tuple[tuple[str, str], ...] = (
+    ("opportunities", "type"),
+    ("opportunities", "lead_source"),
+    ("accounts", "segment"),
+    ("accounts", "industry"),
+    ("accounts", "region"),
+    ("accounts", "employees"),
+)
+
+
+class FeatureConfigError(ValueError):
+    """The configuration asks for something the export does not have."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Choices of the feature pipeline.
+
+    - `snapshot_step_days`: grid step; the grid restarts at every fiscal quarter start.
+    - `fiscal_year_start_month`: 1 = January.
+    - `activity_windows_days`: windows for activity counts.
+    - `amount_change_window_days`: window of the recent amount change.
+    - `owner_prior_strength`: pseudo-deals pulling an owner's win rate toward the overall
+      rate (an owner with that many closed deals sits halfway).
+    - `static_attributes`: (table, column) pairs used as features; None means the defaults
+      that the export has (see DEFAULT_STATIC_ATTRIBUTES). Resolved once per training set.
+    - `censoring_horizon_days`: `won` labels are trained only on snapshots at least this long
+      before the cut-off (see features.labels).
+    """
+
+    snapshot_step_days: int = 7
+    fiscal_year_start_month: int = 1
+    activity_windows_days: tuple[int, ...] = (7, 30, 90)
+    amount_change_window_days: int = 30
+    owner_prior_strength: float = 20.0
+    static_attributes: tuple[tuple[str, str], ...] | None = None
+    censoring_horizon_days: int = 180
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.fiscal_year_start_month <= 12:
+            raise FeatureConfigError("fiscal_year_start_month must be in 1..12")
+        if self.snapshot_step_days < 1:
+            raise FeatureConfigError("snapshot_step_days must be at least 1")
+        if not self.activity_windows_days or min(self.activity_windows_days) < 1:
+            raise FeatureConfigError("activity_windows_days must be positive")
+        for table, _ in self.static_attributes or ():
+            if table not in ("opportunities", "accounts", "owners"):
+                raise FeatureConfigError(
+                    f"static attribute table {table!r}: expected opportunities, accounts or owners"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
+        values = dict(values)
+        for name in ("activity_windows_days",):
+            if name in values:
+                values[name] = tuple(values[name])
+        if values.get("static_attributes") is not None:
+            values["static_attributes"] = tuple(tuple(p) for p in values["static_attributes"])
+        return cls(**values)

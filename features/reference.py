@@ -1,0 +1,106 @@
+"""What other deals' outcomes say, as known at a time: owners' and accounts' records and how
+long won deals spent in each stage.
+
+A deal counts at time T by its state from its history rows stamped strictly before T, so a
+deal closed (or won) after T, or reopened after T, never informs a feature at T. The
+reference is computed once per distinct as-of time and cached; past the last row it holds,
+every time gives the same context, so a live service computes it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.deals import DAY_NS, DealTables
+
+
+@dataclass(frozen=True)
+class Context:
+    """Outcome aggregates at one time."""
+
+    owners: pd.Index
+    owner_closed: np.ndarray
+    owner_won: np.ndarray
+    accounts: pd.Index
+    account_closed: np.ndarray
+    account_won: np.ndarray
+    closed: int
+    won: int
+    won_stage_days: dict[int, np.ndarray]  # stage code -> sorted visit lengths of won deals
+
+    @property
+    def win_rate(self) -> float:
+        return self.won / self.closed if self.closed else float("nan")
+
+
+@dataclass
+class OutcomeReference:
+    """The deals whose outcomes inform other deals' features (the training export, in serving)."""
+
+    tables: DealTables
+    _cache: dict[int, Context] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        history = self.tables.history
+        self._last_time = int(history.time.max()) if history.time.size else 0
+        # Visits: runs of consecutive rows in one open stage, ended by the next stage change.
+        same = np.zeros(history.deal.size, dtype=bool)
+        same[1:] = history.deal[1:] == history.deal[:-1]
+        starts_run = ~same | (history.stage != np.roll(history.stage, 1))
+        run_rows = np.flatnonzero(starts_run)
+        next_row = np.append(run_rows[1:], history.deal.size)
+        ends_in_deal = next_row < history.deal.size
+        ends_in_deal[ends_in_deal] = (
+            history.deal[next_row[ends_in_deal]] == history.deal[run_rows[ends_in_deal]]
+        )
+        keep = ends_in_deal & history.is_open[run_rows]
+        runs, ends = run_rows[keep], next_row[keep]
+        self._visit_deal = history.deal[runs]
+        self._visit_stage = history.stage[runs]
+        self._visit_end = history.time[ends]
+        self._visit_days = (history.time[ends] - history.time[runs]) / DAY_NS
+
+    def context_at(self, time_ns: int) -> Context:
+        """Aggregates over deals as their history stood strictly before `time_ns`."""
+        key = time_ns if time_ns <= self._last_time else self._last_time + 1
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = self._compute(key)
+        return cached
+
+    def _compute(self, time_ns: int) -> Context:
+        tables = self.tables
+        history = tables.history
+        n = tables.n_deals
+        deals = np.arange(n)
+        position = history.index.count_until(deals, np.full(n, time_ns), strict=True)
+        has_state = position > history.index.starts
+        last = np.maximum(position - 1, 0)
+        closed = has_state & ~history.is_open[last] & (history.stage[last] >= 0)
+        won = closed & history.is_won[last]
+        owners, owner_codes = _codes(tables.owner_id)
+        accounts, account_codes = _codes(tables.account_id)
+        visit_ok = won[self._visit_deal] & (self._visit_end < time_ns)
+        stage_days = {
+            int(stage): np.sort(self._visit_days[visit_ok & (self._visit_stage == stage)])
+            for stage in np.unique(self._visit_stage)
+        }
+        return Context(
+            owners=owners,
+            owner_closed=np.bincount(owner_codes, weights=closed, minlength=len(owners)),
+            owner_won=np.bincount(owner_codes, weights=won, minlength=len(owners)),
+            accounts=accounts,
+            account_closed=np.bincount(account_codes, weights=closed, minlength=len(accounts)),
+            account_won=np.bincount(account_codes, weights=won, minlength=len(accounts)),
+            closed=int(closed.sum()),
+            won=int(won.sum()),
+            won_stage_days=stage_days,
+        )
+
+
+def _codes(values: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    codes, uniques = pd.factorize(values)
+    return pd.Index(uniques), codes

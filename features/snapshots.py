@@ -1,0 +1,282 @@
+"""Point-in-time snapshots and their features.
+
+A snapshot is one open deal seen at one as-of time t. Its state is the deal's last history
+row stamped `<= t` (rows at the same time cannot conflict: validation refuses them); its
+activity counts use activities stamped `<= t`; aggregates over other deals use their rows
+stamped `< t` (features.reference). Nothing here looks past t, and the future-perturbation
+tests prove it.
+
+`compute_features` is the single implementation: the snapshot grid of an export and a live
+scoring request both call it, with different (deal, as-of) queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.catalog import FeatureSpec, feature_catalog
+from features.config import DEFAULT_STATIC_ATTRIBUTES, FeatureConfig
+from features.contract import FORECAST_CATEGORIES
+from features.deals import (
+    ACTIVITY_KINDS,
+    DAY_NS,
+    DealTables,
+    StaticAttribute,
+    resolve_static_attributes,
+)
+from features.fiscal import quarter_bounds, snapshot_grid
+from features.loading import CrmExport
+from features.reference import OutcomeReference
+from features.stages import StageConfig
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """Everything that fixes the features: config, stage model and resolved static attributes.
+
+    Built once from a training export and stored with the model, so serving computes the
+    same columns with the same meaning.
+    """
+
+    config: FeatureConfig
+    stages: StageConfig
+    attributes: tuple[StaticAttribute, ...]
+
+    @classmethod
+    def from_export(cls, export: CrmExport, config: FeatureConfig | None = None) -> FeaturePlan:
+        config = config or FeatureConfig()
+        attributes = resolve_static_attributes(
+            export, config.static_attributes, DEFAULT_STATIC_ATTRIBUTES
+        )
+        return cls(config=config, stages=export.stages, attributes=attributes)
+
+    @property
+    def catalog(self) -> tuple[FeatureSpec, ...]:
+        return feature_catalog(self.config, self.attributes)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [spec.name for spec in self.catalog]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [spec.name for spec in self.catalog if spec.kind == "categorical"]
+
+
+def open_deal_queries(tables: DealTables, grid: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(deal code, as-of ns) of every deal open at every grid time from its creation on."""
+    times = grid.as_unit("ns").asi8
+    history = tables.history
+    index = history.index
+    has_rows = index.ends > index.starts
+    last = np.maximum(index.ends - 1, 0)
+    # A deal closed for good is no longer a candidate once closed; reopenings are handled
+    # below by checking the state at each time.
+    finished = has_rows & ~history.is_open[last]
+    until = np.where(finished, history.time[last], np.iinfo(np.int64).max)
+    first = np.searchsorted(times, tables.created, side="left")
+    stop = np.searchsorted(times, until, side="left")
+    counts = np.maximum(stop - first, 0)
+    deals = np.repeat(np.arange(tables.n_deals), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    as_of = times[np.repeat(first, counts) + offsets]
+    position = index.count_until(deals, as_of)
+    state = position - 1
+    is_open = (position > index.starts[deals]) & history.is_open[np.maximum(state, 0)]
+    return deals[is_open], as_of[is_open]
+
+
+def compute_features(
+    tables: DealTables,
+    deals: np.ndarray,
+    as_of: np.ndarray,
+    *,
+    plan: FeaturePlan,
+    reference: OutcomeReference,
+) -> pd.DataFrame:
+    """Feature frame (one row per query, catalog column order) of deals at as-of times (ns).
+
+    Each query's deal must have a history row at or before its as-of time.
+    """
+    config = plan.config
+    deals = np.asarray(deals, dtype=np.int64)
+    as_of = np.asarray(as_of, dtype=np.int64)
+    history = tables.history
+    row = history.index.count_until(deals, as_of) - 1
+    if np.any(row < history.index.starts[deals]):
+        raise ValueError("a queried deal has no history row at or before its as-of time")
+    columns: dict[str, np.ndarray] = {}
+    stage_names = np.array([*plan.stages.all_stages, None], dtype=object)
+    columns["stage"] = stage_names[history.stage[row]]
+    order = plan.stages.order()
+    stage_order = np.array([*(order[s] for s in plan.stages.all_stages), 0])
+    columns["stage_order"] = stage_order[history.stage[row]]
+    columns["stage_probability"] = history.probability[row]
+    days_in_stage = _days(as_of - history.stage_entered[row])
+    columns["days_in_stage"] = days_in_stage
+    columns["stage_duration_percentile"] = np.full(deals.size, np.nan)
+    columns["deal_age_days"] = _days(as_of - tables.created[deals])
+    columns["stage_changes"] = history.stage_changes[row]
+    columns["stage_regressions"] = history.regressions[row]
+    columns["stage_skips"] = history.skips[row]
+    amount = history.amount[row]
+    columns["amount"] = amount
+    columns["amount_change_since_creation"] = _ratio_change(amount, history.first_amount[row])
+    window = config.amount_change_window_days * DAY_NS
+    earlier = history.index.count_until(deals, as_of - window) - 1
+    amount_before = np.where(
+        earlier >= history.index.starts[deals],
+        history.amount[np.maximum(earlier, 0)],
+        history.first_amount[row],
+    )
+    columns["amount_change_recent"] = _ratio_change(amount, amount_before)
+    columns["close_date_pushes"] = history.pushes[row]
+    columns["close_date_days_pushed"] = history.days_pushed[row]
+    close = history.close_ns[row]
+    day_start = as_of - as_of % DAY_NS
+    columns["days_to_close"] = _days(close - as_of)
+    columns["close_date_past"] = (close < day_start).astype(np.float64)
+    _, quarter_end = quarter_bounds(as_of, start_month=config.fiscal_year_start_month)
+    columns["close_date_in_quarter"] = (close < quarter_end).astype(np.float64)
+    columns["days_left_in_quarter"] = _days(quarter_end - as_of)
+    categories = np.array([*FORECAST_CATEGORIES, None], dtype=object)
+    columns["forecast_category"] = categories[history.category[row]]
+    columns["forecast_category_changes"] = history.category_changes[row]
+    columns.update(_activity_features(tables, deals, as_of, config))
+    columns.update(
+        _context_features(
+            tables, deals, as_of, days_in_stage, history.stage[row], plan=plan, reference=reference
+        )
+    )
+    for attribute in plan.attributes:
+        columns[attribute.feature] = np.asarray(tables.static[attribute.feature])[deals]
+    frame = pd.DataFrame(columns)
+    names = plan.feature_names
+    categorical = set(plan.categorical_features)
+    for name in names:
+        if name not in categorical:
+            frame[name] = frame[name].astype(np.float64)
+    return frame[names]
+
+
+def _days(delta_ns: np.ndarray) -> np.ndarray:
+    return np.asarray(delta_ns, dtype=np.float64) / DAY_NS
+
+
+def _ratio_change(now: np.ndarray, before: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(before > 0, now / before - 1.0, np.nan)
+
+
+def _activity_features(
+    tables: DealTables, deals: np.ndarray, as_of: np.ndarray, config: FeatureConfig
+) -> dict[str, np.ndarray]:
+    acts = tables.activities
+    starts = acts.index.starts[deals]
+    upto = acts.index.count_until(deals, as_of)
+    out: dict[str, np.ndarray] = {}
+    for window in config.activity_windows_days:
+        since = acts.index.count_until(deals, as_of - window * DAY_NS)
+        total = np.zeros(deals.size)
+        for k, kind in enumerate(ACTIVITY_KINDS):
+            count = acts.kind_prefix[k, upto] - acts.kind_prefix[k, since]
+            out[f"activities_{kind}_{window}d"] = count
+            total = total + count
+        out[f"activities_{window}d"] = total
+    out["activities_total"] = upto - starts
+    has_any = upto > starts
+    last = np.maximum(upto - 1, 0)
+    out["days_since_last_activity"] = np.where(
+        has_any, _days(as_of - acts.time[last]) if acts.time.size else np.nan, np.nan
+    )
+    dm_contacts = acts.decision_maker_prefix[upto] - acts.decision_maker_prefix[starts]
+    out["decision_maker_contacts"] = dm_contacts
+    dm_time = acts.decision_maker_time[last] if acts.time.size else np.zeros(deals.size, np.int64)
+    out["days_since_decision_maker_contact"] = np.where(
+        dm_contacts > 0, _days(as_of - dm_time), np.nan
+    )
+    return out
+
+
+def _context_features(
+    tables: DealTables,
+    deals: np.ndarray,
+    as_of: np.ndarray,
+    days_in_stage: np.ndarray,
+    stage: np.ndarray,
+    *,
+    plan: FeaturePlan,
+    reference: OutcomeReference,
+) -> dict[str, np.ndarray]:
+    n = deals.size
+    out = {
+        name: np.full(n, np.nan)
+        for name in (
+            "stage_duration_percentile",
+            "owner_win_rate",
+            "owner_closed_deals",
+            "account_won_deals",
+            "account_closed_deals",
+        )
+    }
+    owners = tables.owner_id[deals]
+    accounts = tables.account_id[deals]
+    prior = plan.config.owner_prior_strength
+    distinct, inverse = np.unique(as_of, return_inverse=True)
+    for i, time_ns in enumerate(distinct):
+        at = np.flatnonzero(inverse == i)
+        context = reference.context_at(int(time_ns))
+        owner = context.owners.get_indexer(owners[at])
+        known = owner >= 0
+        closed = np.where(known, context.owner_closed[np.maximum(owner, 0)], 0.0)
+        won = np.where(known, context.owner_won[np.maximum(owner, 0)], 0.0)
+        overall = context.win_rate
+        out["owner_closed_deals"][at] = closed
+        out["owner_win_rate"][at] = (won + prior * overall) / (closed + prior)
+        account = context.accounts.get_indexer(accounts[at])
+        known = account >= 0
+        out["account_closed_deals"][at] = np.where(
+            known, context.account_closed[np.maximum(account, 0)], 0.0
+        )
+        out["account_won_deals"][at] = np.where(
+            known, context.account_won[np.maximum(account, 0)], 0.0
+        )
+        for code, lengths in context.won_stage_days.items():
+            here = at[stage[at] == code]
+            if here.size and lengths.size:
+                rank = np.searchsorted(lengths, days_in_stage[here], side="right")
+                out["stage_duration_percentile"][here] = rank / lengths.size
+    return out
+
+
+def build_snapshots(
+    export: CrmExport,
+    *,
+    plan: FeaturePlan | None = None,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Features of every deal open at every grid time between `start` and `end`
+    (default: the export's first and last history times), keyed by opportunity_id and as_of."""
+    plan = plan or FeaturePlan.from_export(export)
+    tables = DealTables.from_export(export, plan.attributes)
+    reference = OutcomeReference(tables)
+    times = export.history["changed_at"]
+    grid = snapshot_grid(
+        start if start is not None else times.min(),
+        end if end is not None else times.max(),
+        step_days=plan.config.snapshot_step_days,
+        start_month=plan.config.fiscal_year_start_month,
+    )
+    deals, as_of = open_deal_queries(tables, grid)
+    features = compute_features(tables, deals, as_of, plan=plan, reference=reference)
+    keys = pd.DataFrame(
+        {
+            "opportunity_id": tables.opportunity_id[deals],
+            "as_of": pd.DatetimeIndex(as_of.astype("datetime64[ns]"), tz="UTC"),
+        }
+    )
+    return pd.concat([keys, features], axis=1)
