@@ -21,6 +21,7 @@ from features.config import FeatureConfigError
 from features.contract import ACTIVITY_TYPES, FORECAST_CATEGORIES
 from features.loading import CrmExport
 from features.stages import StageConfig
+from features.timestamps import to_ns
 
 DAY_NS = 86_400 * 10**9
 DECISION_MAKER = "decision_maker"
@@ -133,16 +134,16 @@ class DealTables:
         return cls.build(
             stages=export.stages,
             opportunity_id=ids.to_numpy(dtype=object),
-            created=_ns(opportunities["created_at"]),
+            created=to_ns(opportunities["created_at"]),
             owner_id=opportunities["owner_id"].astype(str).to_numpy(dtype=object),
             account_id=opportunities["account_id"].astype(str).to_numpy(dtype=object),
             static=static_values(export, attributes),
             history={
                 "deal": ids.get_indexer(pd.Index(history["opportunity_id"].astype(str))),
-                "time": _ns(history["changed_at"]),
+                "time": to_ns(history["changed_at"]),
                 "stage": history["stage"].astype(str).to_numpy(dtype=object),
                 "amount": history["amount"].to_numpy(dtype=np.float64),
-                "close_ns": _ns(history["close_date"]),
+                "close_ns": to_ns(history["close_date"]),
                 "category": _optional(history, "forecast_category"),
                 "probability": (
                     history["probability"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -152,15 +153,11 @@ class DealTables:
             },
             activities={
                 "deal": ids.get_indexer(pd.Index(activities["opportunity_id"].astype(str))),
-                "time": _ns(activities["occurred_at"]),
+                "time": to_ns(activities["occurred_at"]),
                 "type": activities["type"].astype(str).to_numpy(dtype=object),
                 "contact_role": _optional(activities, "contact_role"),
             },
         )
-
-
-def _ns(values: pd.Series) -> np.ndarray:
-    return values.dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").astype(np.int64)
 
 
 def _optional(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -323,10 +320,14 @@ def static_values(
 
 
 def typed_attribute(values: np.ndarray, attribute: StaticAttribute) -> np.ndarray:
-    """Numbers as float64 (missing NaN); categories as strings (missing None)."""
-    series = pd.Series(values, dtype=object)
+    """Numbers as float64 (missing or unparsable: NaN); categories as strings (missing: None)."""
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
     if attribute.numeric:
-        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
-    text = series.astype(str).to_numpy(dtype=object)
-    text[series.isna().to_numpy()] = None
+        try:
+            return np.where(missing, np.nan, values).astype(np.float64)
+        except (TypeError, ValueError):
+            return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    text = values.astype(str).astype(object)
+    text[missing] = None
     return text

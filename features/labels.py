@@ -22,6 +22,7 @@ import pandas as pd
 
 from features.deals import DAY_NS, DealTables
 from features.fiscal import quarter_bounds
+from features.timestamps import from_ns, to_ns
 
 LABEL_COLUMNS = ("won", "won_in_period", "outcome", "close_time")
 
@@ -65,10 +66,7 @@ def label_snapshots(
             "won": np.where(closed, won.astype(np.float64), np.nan),
             "won_in_period": in_period,
             "outcome": pd.Series(np.where(won, "won", "lost"), dtype=object).where(closed, None),
-            "close_time": pd.DatetimeIndex(
-                np.where(closed, close_ns, np.iinfo(np.int64).min).astype("datetime64[ns]"),
-                tz="UTC",
-            ),
+            "close_time": from_ns(np.where(closed, close_ns, np.iinfo(np.int64).min)),
         }
     )
 
@@ -96,7 +94,7 @@ def training_set(
     `labels` must be computed with `known_at=cutoff` and aligned with `snapshots`.
     """
     cutoff = pd.Timestamp(cutoff)
-    as_of = snapshots["as_of"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    as_of = to_ns(snapshots["as_of"])
     seen = as_of <= cutoff.value
     old_enough = as_of <= cutoff.value - horizon_days * DAY_NS
     _, quarter_end = quarter_bounds(as_of, start_month=fiscal_year_start_month)

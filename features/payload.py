@@ -10,7 +10,6 @@ rows are already well-typed and only the cross-row rules are checked.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,7 @@ import pandas as pd
 from features.deals import DealTables, typed_attribute
 from features.errors import DealcastDataError
 from features.snapshots import FeaturePlan
-
-TimeLike = str | datetime | date | pd.Timestamp
+from features.timestamps import to_ns
 
 
 class PayloadInvalid(DealcastDataError):
@@ -29,18 +27,6 @@ class PayloadInvalid(DealcastDataError):
     def __init__(self, problems: dict[str, str]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{path}: {text}" for path, text in problems.items()))
-
-
-def to_ns(values: Sequence[TimeLike]) -> np.ndarray:
-    """UTC nanoseconds of ISO 8601 strings or datetimes (naive values are UTC)."""
-    if len(values) == 0:
-        return np.array([], dtype=np.int64)
-    if isinstance(values[0], str):
-        parsed = pd.to_datetime(pd.Index(values), utc=True, format="ISO8601")
-    else:
-        parsed = pd.DatetimeIndex(list(values))
-        parsed = parsed.tz_localize("UTC") if parsed.tz is None else parsed.tz_convert("UTC")
-    return parsed.as_unit("ns").asi8
 
 
 def deal_tables_from_payloads(deals: Sequence[Mapping[str, Any]], plan: FeaturePlan) -> DealTables:

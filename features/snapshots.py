@@ -31,6 +31,7 @@ from features.fiscal import quarter_bounds, snapshot_grid
 from features.loading import CrmExport
 from features.reference import OutcomeReference
 from features.stages import StageConfig
+from features.timestamps import from_ns, to_ns
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class FeaturePlan:
 
 def open_deal_queries(tables: DealTables, grid: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
     """(deal code, as-of ns) of every deal open at every grid time from its creation on."""
-    times = grid.as_unit("ns").asi8
+    times = to_ns(grid)
     history = tables.history
     index = history.index
     has_rows = index.ends > index.starts
@@ -100,6 +101,23 @@ def compute_features(
     """Feature frame (one row per query, catalog column order) of deals at as-of times (ns).
 
     Each query's deal must have a history row at or before its as-of time.
+    """
+    return _feature_frame(
+        feature_columns(tables, deals, as_of, plan=plan, reference=reference), plan
+    )
+
+
+def feature_columns(
+    tables: DealTables,
+    deals: np.ndarray,
+    as_of: np.ndarray,
+    *,
+    plan: FeaturePlan,
+    reference: OutcomeReference,
+) -> dict[str, np.ndarray]:
+    """The features as arrays (numbers as float64, categories as objects), catalog order.
+
+    The frame-free form of `compute_features`, for the service's hot path.
     """
     config = plan.config
     deals = np.asarray(deals, dtype=np.int64)
@@ -153,12 +171,24 @@ def compute_features(
     )
     for attribute in plan.attributes:
         columns[attribute.feature] = np.asarray(tables.static[attribute.feature])[deals]
-    frame = pd.DataFrame(columns)
+    categorical = set(plan.categorical_features)
+    return {
+        name: columns[name] if name in categorical else columns[name].astype(np.float64)
+        for name in plan.feature_names
+    }
+
+
+def _feature_frame(columns: dict[str, np.ndarray], plan: FeaturePlan) -> pd.DataFrame:
+    """One float block for the numeric features plus object columns for the categories,
+    assembled once (column-by-column assignment costs more than the features for one deal)."""
     names = plan.feature_names
     categorical = set(plan.categorical_features)
+    numeric = [name for name in names if name not in categorical]
+    block = np.column_stack([columns[name] for name in numeric])
+    frame = pd.DataFrame(block, columns=numeric, copy=False)
     for name in names:
-        if name not in categorical:
-            frame[name] = frame[name].astype(np.float64)
+        if name in categorical:
+            frame[name] = pd.array(columns[name], dtype=object)
     return frame[names]
 
 
@@ -276,7 +306,7 @@ def build_snapshots(
     keys = pd.DataFrame(
         {
             "opportunity_id": tables.opportunity_id[deals],
-            "as_of": pd.DatetimeIndex(as_of.astype("datetime64[ns]"), tz="UTC"),
+            "as_of": from_ns(as_of),
         }
     )
     return pd.concat([keys, features], axis=1)
