@@ -10,6 +10,7 @@ the history of the deal up to that time and nothing later.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -166,8 +167,41 @@ def _optional(frame: pd.DataFrame, column: str) -> np.ndarray:
     return frame[column].astype(object).where(frame[column].notna(), None).to_numpy(dtype=object)
 
 
-def _codes(values: np.ndarray, vocabulary: tuple[str, ...]) -> np.ndarray:
-    return pd.Index(vocabulary).get_indexer(pd.Index(values, dtype=object)).astype(np.int64)
+class Vocabulary:
+    """Names and their codes (positions), looked up fast at any size.
+
+    A request has a handful of values, for which a dict lookup is far cheaper than building a
+    pandas index; an export has millions, for which the index is the fast way.
+    """
+
+    _SMALL = 256
+
+    def __init__(self, names: pd.Index | tuple[str, ...] | np.ndarray) -> None:
+        self.index = pd.Index(names, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @functools.cached_property
+    def positions(self) -> dict[object, int]:
+        return {name: i for i, name in enumerate(self.index)}
+
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        """Code of each value, -1 when it is not in the vocabulary."""
+        values = np.asarray(values, dtype=object)
+        if values.size > self._SMALL:
+            return self.index.get_indexer(pd.Index(values, dtype=object)).astype(np.int64)
+        lookup = self.positions
+        return np.fromiter((lookup.get(v, -1) for v in values), dtype=np.int64, count=values.size)
+
+
+@functools.cache
+def _vocabulary(names: tuple[str, ...]) -> Vocabulary:
+    return Vocabulary(names)
+
+
+def _codes(values: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    return _vocabulary(names).codes(values)
 
 
 def _group_cumsum(values: np.ndarray, row_start: np.ndarray) -> np.ndarray:
@@ -241,8 +275,8 @@ def _derive_activities(raw: Mapping[str, np.ndarray], n_deals: int) -> Activitie
     time = np.asarray(raw["time"], dtype=np.int64)
     order = np.lexsort((time, deal))
     deal, time = deal[order], time[order]
-    types = pd.Index(np.asarray(raw["type"], dtype=object)[order]).str.lower()
-    kind = pd.Index(ACTIVITY_KINDS).get_indexer(types)
+    types = np.asarray(raw["type"], dtype=object)[order]
+    kind = _codes(np.char.lower(types.astype(str)).astype(object), ACTIVITY_KINDS)
     kind = np.where(kind < 0, _OTHER_KIND, kind)
     roles = np.asarray(raw["contact_role"], dtype=object)[order]
     is_dm = roles == DECISION_MAKER

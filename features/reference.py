@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.deals import DAY_NS, DealTables
+from features.deals import DAY_NS, DealTables, Vocabulary
 
 
 @dataclass(frozen=True)
 class Context:
     """Outcome aggregates at one time."""
 
-    owners: pd.Index
+    owners: Vocabulary
     owner_closed: np.ndarray
     owner_won: np.ndarray
-    accounts: pd.Index
+    accounts: Vocabulary
     account_closed: np.ndarray
     account_won: np.ndarray
     closed: int
@@ -101,6 +101,6 @@ class OutcomeReference:
         )
 
 
-def _codes(values: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+def _codes(values: np.ndarray) -> tuple[Vocabulary, np.ndarray]:
     codes, uniques = pd.factorize(values)
-    return pd.Index(uniques), codes
+    return Vocabulary(uniques), codes

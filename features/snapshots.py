@@ -12,6 +12,7 @@ scoring request both call it, with different (deal, as-of) queries.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,15 +55,15 @@ class FeaturePlan:
         )
         return cls(config=config, stages=export.stages, attributes=attributes)
 
-    @property
+    @functools.cached_property
     def catalog(self) -> tuple[FeatureSpec, ...]:
         return feature_catalog(self.config, self.attributes)
 
-    @property
+    @functools.cached_property
     def feature_names(self) -> list[str]:
         return [spec.name for spec in self.catalog]
 
-    @property
+    @functools.cached_property
     def categorical_features(self) -> list[str]:
         return [spec.name for spec in self.catalog if spec.kind == "categorical"]
 
@@ -188,7 +189,7 @@ def _feature_frame(columns: dict[str, np.ndarray], plan: FeaturePlan) -> pd.Data
     frame = pd.DataFrame(block, columns=numeric, copy=False)
     for name in names:
         if name in categorical:
-            frame[name] = pd.array(columns[name], dtype=object)
+            frame[name] = pd.Series(columns[name], dtype=object)
     return frame[names]
 
 
@@ -259,14 +260,14 @@ def _context_features(
     for i, time_ns in enumerate(distinct):
         at = np.flatnonzero(inverse == i)
         context = reference.context_at(int(time_ns))
-        owner = context.owners.get_indexer(owners[at])
+        owner = context.owners.codes(owners[at])
         known = owner >= 0
         closed = np.where(known, context.owner_closed[np.maximum(owner, 0)], 0.0)
         won = np.where(known, context.owner_won[np.maximum(owner, 0)], 0.0)
         overall = context.win_rate
         out["owner_closed_deals"][at] = closed
         out["owner_win_rate"][at] = (won + prior * overall) / (closed + prior)
-        account = context.accounts.get_indexer(accounts[at])
+        account = context.accounts.codes(accounts[at])
         known = account >= 0
         out["account_closed_deals"][at] = np.where(
             known, context.account_closed[np.maximum(account, 0)], 0.0

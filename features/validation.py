@@ -123,6 +123,22 @@ def _parse_column(raw: pd.Series, column: Column) -> pd.Series:
     return parsed
 
 
+def _member(values: pd.Series, pool: pd.Series | pd.Index) -> pd.Series:
+    """`values.isin(pool)` for large key columns: a hash index is ~20x faster than the
+    Arrow-backed string `isin` of pandas 3."""
+    index = pd.Index(np.asarray(pool, dtype=object)).unique()
+    found = index.get_indexer(pd.Index(values.to_numpy(dtype=object))) >= 0
+    return pd.Series(found, index=values.index)
+
+
+def _present(raw: pd.Series) -> pd.Series:
+    """Values given: not missing and, for text, not blank."""
+    present = raw.notna()
+    if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
+        present &= (raw.astype("string").str.strip() != "").fillna(False)
+    return present
+
+
 def _check_table(raw: pd.DataFrame, table: Table, out: list[Violation]) -> pd.DataFrame:
     """Parse a table's contract columns; report missing columns and bad values."""
     frame = raw.reset_index(drop=True).copy()
@@ -137,7 +153,7 @@ def _check_table(raw: pd.DataFrame, table: Table, out: list[Violation]) -> pd.Da
             continue
         raw_values = frame[column.name]
         parsed = _parse_column(raw_values, column)
-        present = raw_values.notna() & (raw_values.astype("string").str.strip() != "")
+        present = _present(raw_values)
         unparsed = present & parsed.isna()
         if column.kind == "float":
             finite = np.isfinite(parsed.to_numpy(dtype="float64", na_value=np.nan))
@@ -222,7 +238,7 @@ def _check_references(
         _add_rows(
             out,
             frame,
-            ids.notna() & ~ids.isin(known),
+            ids.notna() & ~_member(ids, known),
             table=name,
             column="opportunity_id",
             expected="an opportunity_id present in opportunities",
@@ -249,7 +265,7 @@ def _check_history(
         column="changed_at",
         expected="at most one state per deal and time (rows at the same changed_at must be "
         "identical)",
-        found=history["changed_at"].astype("string"),
+        found=history["changed_at"],
         key_column="opportunity_id",
     )
     repeated = history.duplicated(keep="first") & same_time
@@ -276,7 +292,7 @@ def _check_history(
         table="opportunity_history",
         column="changed_at",
         expected="a time at or after the deal's created_at",
-        found=history["changed_at"].astype("string"),
+        found=history["changed_at"],
         key_column="opportunity_id",
     )
 
@@ -308,7 +324,7 @@ def _check_closing(
         table="opportunity_history",
         column="close_date",
         expected="a deal that closes on or after the day it was created",
-        found=history["close_date"].dt.strftime("%Y-%m-%d"),
+        found=history["close_date"],
         key_column="opportunity_id",
     )
 
@@ -355,7 +371,7 @@ def _check_current_state(
             table="opportunities",
             column=name,
             expected="the same value as the deal's last history row (the history is used)",
-            found=mine.astype("string"),
+            found=mine,
             key_column="opportunity_id",
             severity="warning",
         )
@@ -371,8 +387,8 @@ def _check_deals_without_history(
         if history is not None and "opportunity_id" in history.columns
         else pd.Series(dtype="string")
     )
-    missing = opportunities["opportunity_id"].notna() & ~opportunities["opportunity_id"].isin(
-        with_history
+    missing = opportunities["opportunity_id"].notna() & ~_member(
+        opportunities["opportunity_id"], with_history
     )
     needed = ("stage", "amount", "close_date")
     complete = pd.Series(True, index=opportunities.index)
@@ -557,7 +573,7 @@ def _history_of_bare_deals(opportunities: pd.DataFrame, history: pd.DataFrame) -
         return history.iloc[:0]
     bare = opportunities[
         opportunities["opportunity_id"].notna()
-        & ~opportunities["opportunity_id"].isin(history["opportunity_id"])
+        & ~_member(opportunities["opportunity_id"], history["opportunity_id"])
     ]
     columns = [c for c in history.columns if c in bare.columns and c != "changed_at"]
     if "currency" in bare.columns and "currency" not in columns:
