@@ -20,13 +20,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.record import save  # noqa: E402
-from features.deals import DealTables  # noqa: E402
-from features.loading import build_export  # noqa: E402
-from features.payload import deal_tables_from_payloads  # noqa: E402
-from features.reference import OutcomeReference  # noqa: E402
-from features.snapshots import FeaturePlan, feature_columns  # noqa: E402
-from features.synthetic import generate_world  # noqa: E402
+from benchmarks.record import save
+from features.deals import DealTables
+from features.loading import build_export
+from features.payload import deal_tables_from_payloads
+from features.reference import OutcomeReference
+from features.snapshots import FeaturePlan, feature_columns
+from features.synthetic import generate_world
 
 
 def deal_payload(stages: list[str], *, n_history: int, n_activities: int) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.record import peak_rss_mib, save  # noqa: E402
+from benchmarks.record import peak_rss_mib, save
 
 
 def generate(out: Path, n: int, seed: int) -> None:
