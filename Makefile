@@ -40,6 +40,12 @@ test: lint ## lint, type-check and run the whole test suite
 .PHONY: bench
 bench: $(VENV)/.installed ## run the benchmarks and record their figures in benchmarks/results/
 	$(BIN)/python benchmarks/generate_world.py
+	$(BIN)/python benchmarks/snapshot_features.py --opportunities 100000
+	$(BIN)/python benchmarks/one_deal_features.py
+
+.PHONY: docs
+docs: $(VENV)/.installed ## rewrite the README's feature catalog from features/catalog.py
+	$(BIN)/python -m features.catalog README.md
 
 .PHONY: clean
 clean: ## remove generated worlds, caches and the virtual environment

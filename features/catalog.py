@@ -275,5 +275,32 @@ def render_markdown(specs: tuple[FeatureSpec, ...]) -> str:
     return "\n".join(lines)
 
 
+README_START = "<!-- feature-catalog:start -->"
+README_END = "<!-- feature-catalog:end -->"
+
+
+def with_catalog(readme: str, table: str) -> str:
+    """The README text with the table between its catalog markers replaced."""
+    head, _, rest = readme.partition(README_START)
+    _, _, tail = rest.partition(README_END)
+    if not rest:
+        raise ValueError(f"the README has no {README_START} marker")
+    return f"{head}{README_START}\n{table}\n{README_END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m features.catalog [README]`: print the table, or write it into the README."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    table = render_markdown(feature_catalog(FeatureConfig()))
+    if not args:
+        print(table)
+        return
+    path = Path(args[0])
+    path.write_text(with_catalog(path.read_text(encoding="utf-8"), table), encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(render_markdown(feature_catalog(FeatureConfig())))
+    main()
