@@ -1,0 +1,136 @@
+"""The forecasts sales teams already use, as fitted objects with the models' interface.
+
+- stage_weight_crm: the CRM's configured probability of the stage; period forecast: sum of
+  probability x amount over open deals whose close date is in the period.
+- stage_weight_empirical: win rate of training snapshots in the same stage; period forecast
+  as above, with those rates.
+- commit: win rate of training snapshots in the same forecast category; period forecast:
+  amounts of Commit deals whose close date is in the period.
+
+For the in-period target, a stage-weight probability counts only when the deal's close date
+falls in the quarter (that is how the forecast is used); the empirical baselines are fitted
+on the in-period labels themselves. Closed-won revenue to date is added by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Target = Literal["won", "won_in_period"]
+BASELINE_NAMES = ("stage_weight_crm", "stage_weight_empirical", "commit")
+# Pseudo-counts pulling a thin group's rate toward the overall rate.
+_PRIOR = 20.0
+
+
+def _close_in_period(frame: pd.DataFrame) -> np.ndarray:
+    return frame["close_date_in_quarter"].to_numpy(dtype=np.float64) > 0.5
+
+
+@dataclass
+class StageWeightCRM:
+    """The CRM's own stage probability: nothing to learn."""
+
+    target: Target = "won"
+    name: str = "stage_weight_crm"
+
+    def fit(self, frame: pd.DataFrame, outcome: np.ndarray) -> StageWeightCRM:
+        # The configured probabilities are given, not learned; fit only records the fallback
+        # for stages without one (their empirical rate).
+        self.fallback_ = _GroupRate("stage").fit(frame, outcome)
+        return self
+
+    def _configured(self, frame: pd.DataFrame) -> np.ndarray:
+        configured = frame["stage_probability"].to_numpy(dtype=np.float64) / 100.0
+        p = np.where(np.isnan(configured), self.fallback_.predict(frame), configured)
+        return np.clip(p, 0.0, 1.0)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        p = self._configured(frame)
+        if self.target == "won_in_period":
+            p = np.where(_close_in_period(frame), p, 0.0)
+        return p
+
+    def period_weights(self, frame: pd.DataFrame) -> np.ndarray:
+        """Share of each open deal's amount in the period forecast."""
+        return np.where(_close_in_period(frame), self._configured(frame), 0.0)
+
+
+@dataclass
+class _GroupRate:
+    """Rate of the outcome per value of one column, shrunk toward the overall rate."""
+
+    column: str
+    rates_: dict[object, float] = field(default_factory=dict)
+    overall_: float = 0.0
+
+    def fit(self, frame: pd.DataFrame, outcome: np.ndarray) -> _GroupRate:
+        outcome = np.asarray(outcome, dtype=np.float64)
+        self.overall_ = float(outcome.mean()) if outcome.size else 0.0
+        keys = frame[self.column].astype(object).fillna("(missing)")
+        grouped = pd.DataFrame({"key": keys.to_numpy(), "y": outcome}).groupby("key")["y"]
+        sums, counts = grouped.sum(), grouped.count()
+        rates = (sums + _PRIOR * self.overall_) / (counts + _PRIOR)
+        self.rates_ = {k: float(v) for k, v in rates.items()}
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        keys = frame[self.column].astype(object).fillna("(missing)")
+        return keys.map(self.rates_).fillna(self.overall_).to_numpy(dtype=np.float64)
+
+
+@dataclass
+class StageWeightEmpirical:
+    """Win rate of training snapshots in the same stage."""
+
+    target: Target = "won"
+    name: str = "stage_weight_empirical"
+
+    def fit(self, frame: pd.DataFrame, outcome: np.ndarray) -> StageWeightEmpirical:
+        self.rates_ = _GroupRate("stage").fit(frame, outcome)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.rates_.predict(frame)
+
+    def period_weights(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.where(_close_in_period(frame), self.predict_proba(frame), 0.0)
+
+
+@dataclass
+class CommitBaseline:
+    """Win rate of training snapshots in the same forecast category; the period forecast is
+    the amount of Commit deals (or Commit and Best Case) closing in the period."""
+
+    target: Target = "won"
+    name: str = "commit"
+    include_best_case: bool = False
+
+    def fit(self, frame: pd.DataFrame, outcome: np.ndarray) -> CommitBaseline:
+        self.rates_ = _GroupRate("forecast_category").fit(frame, outcome)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.rates_.predict(frame)
+
+    def period_weights(self, frame: pd.DataFrame) -> np.ndarray:
+        called = ["Commit", "Best Case"] if self.include_best_case else ["Commit"]
+        in_call = frame["forecast_category"].isin(called).to_numpy()
+        return (in_call & _close_in_period(frame)).astype(np.float64)
+
+
+Baseline = StageWeightCRM | StageWeightEmpirical | CommitBaseline
+
+
+def fit_baselines(
+    frame: pd.DataFrame, outcome: np.ndarray, *, target: Target
+) -> dict[str, Baseline]:
+    """The three baselines fitted on the same training snapshots as the model."""
+    return {
+        "stage_weight_crm": StageWeightCRM(target).fit(frame, outcome),
+        "stage_weight_empirical": StageWeightEmpirical(target).fit(frame, outcome),
+        "commit": CommitBaseline(target).fit(frame, outcome),
+    }
