@@ -8,17 +8,15 @@ snapshot pipeline gave it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.deals import DealTables
+from features.fiscal import snapshot_grid
 from features.loading import CrmExport, build_export, load_export
 from features.payload import deal_tables_from_payloads, deals_as_payloads
 from features.reference import OutcomeReference
-from features.fiscal import snapshot_grid
 from features.snapshots import FeaturePlan, build_snapshots, compute_features
 from features.synthetic import generate_world, write_world
 from features.timestamps import to_ns
@@ -52,8 +50,11 @@ def perturb_future(export: CrmExport, t: pd.Timestamp, seed: int) -> dict[str, p
     opportunities = export.opportunities.copy()
     # Delete some deals created after t, with all their rows.
     created_after = opportunities.index[opportunities["created_at"] > t]
-    gone = set(opportunities.loc[rng.permutation(created_after)[: len(created_after) // 2],
-                                 "opportunity_id"])
+    gone = set(
+        opportunities.loc[
+            rng.permutation(created_after)[: len(created_after) // 2], "opportunity_id"
+        ]
+    )
     opportunities = opportunities[~opportunities["opportunity_id"].isin(gone)]
     # Add new deals created after t, owned by existing reps on existing accounts.
     template = opportunities.iloc[:25].copy()
@@ -66,10 +67,14 @@ def perturb_future(export: CrmExport, t: pd.Timestamp, seed: int) -> dict[str, p
     # Change future rows: stage, amount and close date.
     change = future & (rng.random(len(history)) < 0.5)
     history.loc[change, "stage"] = rng.choice(stages, change.sum())
-    history.loc[change, "amount"] = history.loc[change, "amount"] * rng.uniform(0.1, 3, change.sum())
+    history.loc[change, "amount"] = history.loc[change, "amount"] * rng.uniform(
+        0.1, 3, change.sum()
+    )
     history.loc[change, "close_date"] = history.loc[change, "close_date"] + pd.Timedelta(days=40)
     # Delete some future rows (a deal keeps its first row: the contract needs one).
-    first = history["changed_at"] == history.groupby("opportunity_id")["changed_at"].transform("min")
+    first = history["changed_at"] == history.groupby("opportunity_id")["changed_at"].transform(
+        "min"
+    )
     history = history[~(future & ~first & (rng.random(len(history)) < 0.3))]
     # Add rows after t to deals that were open, closed or unborn at t: reopenings included.
     some = rng.choice(export.opportunities["opportunity_id"].to_numpy(), 300)
@@ -82,7 +87,9 @@ def perturb_future(export: CrmExport, t: pd.Timestamp, seed: int) -> dict[str, p
     )
     added["stage"] = rng.choice(stages, len(added))
     new_rows = template[["opportunity_id"]].assign(
-        changed_at=template["created_at"], stage=stages[0], amount=1000.0,
+        changed_at=template["created_at"],
+        stage=stages[0],
+        amount=1000.0,
         close_date=(template["created_at"] + pd.Timedelta(days=90)).dt.normalize(),
     )
     history = pd.concat([history, added, new_rows], ignore_index=True)
@@ -93,8 +100,8 @@ def perturb_future(export: CrmExport, t: pd.Timestamp, seed: int) -> dict[str, p
     activities.loc[future & (rng.random(len(activities)) < 0.5), "type"] = "meeting"
     activities = activities[~(future & (rng.random(len(activities)) < 0.3))]
     extra = activities.sample(400, random_state=seed, replace=True).copy()
-    extra["occurred_at"] = t + pd.Timedelta(minutes=1) + pd.to_timedelta(
-        rng.integers(0, 10**7, len(extra)), unit="s"
+    extra["occurred_at"] = (
+        t + pd.Timedelta(minutes=1) + pd.to_timedelta(rng.integers(0, 10**7, len(extra)), unit="s")
     )
     extra["contact_role"] = "decision_maker"
     activities = pd.concat([activities, extra], ignore_index=True)
@@ -129,24 +136,34 @@ def test_aggregates_never_count_a_deal_closed_after_as_of(world: CrmExport) -> N
     before = snapshots_at(world, t, plan)
     # Flip the outcome of every deal that closes after t: wins become losses and back.
     history = world.history.copy()
-    final = history.groupby("opportunity_id")["changed_at"].transform("max") == history["changed_at"]
-    closes_later = final & (history["changed_at"] > t) & ~history["stage"].isin(
-        world.stages.open_stages
+    final = (
+        history.groupby("opportunity_id")["changed_at"].transform("max") == history["changed_at"]
+    )
+    closes_later = (
+        final & (history["changed_at"] > t) & ~history["stage"].isin(world.stages.open_stages)
     )
     won, lost = world.stages.won_stages[0], world.stages.lost_stages[0]
     history.loc[closes_later, "stage"] = np.where(
         history.loc[closes_later, "stage"] == won, lost, won
     )
     raw = {
-        "opportunities": world.opportunities.drop(columns=["stage", "is_won", "is_closed",
-                                                           "forecast_category"], errors="ignore"),
+        "opportunities": world.opportunities.drop(
+            columns=["stage", "is_won", "is_closed", "forecast_category"], errors="ignore"
+        ),
         "opportunity_history": history.drop(columns=["amount_original"], errors="ignore"),
-        "activities": world.activities, "accounts": world.accounts, "owners": world.owners,
+        "activities": world.activities,
+        "accounts": world.accounts,
+        "owners": world.owners,
     }
     flipped = build_export(raw, stages=world.stages)
     after = snapshots_at(flipped, t, plan)
-    for column in ("owner_win_rate", "owner_closed_deals", "account_won_deals",
-                   "account_closed_deals", "stage_duration_percentile"):
+    for column in (
+        "owner_win_rate",
+        "owner_closed_deals",
+        "account_won_deals",
+        "account_closed_deals",
+        "stage_duration_percentile",
+    ):
         pd.testing.assert_series_equal(before[column], after[column])
     # ... while at a time after those closes, the same aggregates do change.
     late = grid_time_inside(world, 0.98)
@@ -160,8 +177,11 @@ def test_a_request_payload_gets_the_pipelines_features(world: CrmExport) -> None
     snapshots = build_snapshots(world, plan=plan)
     reference = OutcomeReference(DealTables.from_export(world, plan.attributes))
     tables = {
-        "opportunities": world.opportunities, "opportunity_history": world.history,
-        "activities": world.activities, "accounts": world.accounts, "owners": world.owners,
+        "opportunities": world.opportunities,
+        "opportunity_history": world.history,
+        "activities": world.activities,
+        "accounts": world.accounts,
+        "owners": world.owners,
     }
     picked = snapshots.sample(40, random_state=5)
     payloads = deals_as_payloads(tables, picked["opportunity_id"].tolist())
