@@ -89,3 +89,19 @@ def snapshot_grid(
     grid = np.concatenate(times) if times else np.array([], dtype=np.int64)
     grid = grid[(grid >= first_ns[0]) & (grid <= last_ns)]
     return pd.DatetimeIndex(grid.astype("datetime64[ns]"), tz="UTC")
+
+
+def completed_quarters(
+    before: pd.Timestamp, count: int, *, start_month: int = 1
+) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
+    """The last `count` fiscal quarters that ended by `before`, oldest first, as
+    (label, start, end)."""
+    # The quarter containing `before` has not ended (when `before` is its first instant,
+    # the previous one just has), so the range stops short of it.
+    index = _quarter_index(np.array([pd.Timestamp(before).value]), start_month)[0]
+    out = []
+    for k in range(index - count, index):
+        start, end = _quarter_start_ns(np.array([k, k + 1]), start_month)
+        label = str(quarter_labels(np.array([start]), start_month=start_month)[0])
+        out.append((label, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")))
+    return out

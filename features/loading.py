@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -217,4 +217,31 @@ def load_export(path: Path) -> CrmExport:
         source=str(path),
         fingerprint=fingerprint_export(path) if path.is_dir() else "",
         read_violations=read_violations,
+    )
+
+
+def export_as_of(export: CrmExport, cutoff: pd.Timestamp) -> CrmExport:
+    """The export as it stood at `cutoff`: deals created, history changed and activities
+    logged after it are gone, as if the CRM had been exported then. Static tables (accounts,
+    owners, quotas, rates) are kept whole; they carry no time."""
+    cutoff = pd.Timestamp(cutoff)
+    opportunities = export.opportunities[export.opportunities["created_at"] <= cutoff]
+    history = export.history[export.history["changed_at"] <= cutoff]
+    history = history[history["opportunity_id"].isin(opportunities["opportunity_id"])]
+    # A deal whose first history row came after the cut-off did not exist yet.
+    opportunities = opportunities[opportunities["opportunity_id"].isin(history["opportunity_id"])]
+    activities = export.activities[
+        (export.activities["occurred_at"] <= cutoff)
+        & export.activities["opportunity_id"].isin(opportunities["opportunity_id"])
+    ]
+    field_history = export.field_history
+    if "changed_at" in field_history.columns and len(field_history):
+        field_history = field_history[field_history["changed_at"] <= cutoff]
+    return replace(
+        export,
+        opportunities=opportunities.reset_index(drop=True),
+        history=history.reset_index(drop=True),
+        activities=activities.reset_index(drop=True),
+        field_history=field_history,
+        fingerprint=f"{export.fingerprint}@{cutoff.isoformat()}",
     )
