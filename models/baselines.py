@@ -20,14 +20,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from features.deals import Vocabulary
+from models.encoding import Columns
+
 Target = Literal["won", "won_in_period"]
 BASELINE_NAMES = ("stage_weight_crm", "stage_weight_empirical", "commit")
 # Pseudo-counts pulling a thin group's rate toward the overall rate.
 _PRIOR = 20.0
 
 
-def _close_in_period(frame: pd.DataFrame) -> np.ndarray:
-    return frame["close_date_in_quarter"].to_numpy(dtype=np.float64) > 0.5
+def _close_in_period(frame: Columns) -> np.ndarray:
+    return np.asarray(frame["close_date_in_quarter"], dtype=np.float64) > 0.5
 
 
 @dataclass
@@ -37,26 +40,35 @@ class StageWeightCRM:
     target: Target = "won"
     name: str = "stage_weight_crm"
 
-    def fit(self, frame: pd.DataFrame, outcome: np.ndarray) -> StageWeightCRM:
+    def fit(self, frame: Columns, outcome: np.ndarray) -> StageWeightCRM:
         # The configured probabilities are given, not learned; fit only records the fallback
         # for stages without one (their empirical rate).
         self.fallback_ = _GroupRate("stage").fit(frame, outcome)
         return self
 
-    def _configured(self, frame: pd.DataFrame) -> np.ndarray:
-        configured = frame["stage_probability"].to_numpy(dtype=np.float64) / 100.0
+    def _configured(self, frame: Columns) -> np.ndarray:
+        configured = np.asarray(frame["stage_probability"], dtype=np.float64) / 100.0
         p = np.where(np.isnan(configured), self.fallback_.predict(frame), configured)
         return np.clip(p, 0.0, 1.0)
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: Columns) -> np.ndarray:
         p = self._configured(frame)
         if self.target == "won_in_period":
             p = np.where(_close_in_period(frame), p, 0.0)
         return p
 
-    def period_weights(self, frame: pd.DataFrame) -> np.ndarray:
+    def period_weights(self, frame: Columns) -> np.ndarray:
         """Share of each open deal's amount in the period forecast."""
         return np.where(_close_in_period(frame), self._configured(frame), 0.0)
+
+
+_MISSING = "(missing)"
+
+
+def _keys(values: np.ndarray) -> np.ndarray:
+    keys = np.asarray(values, dtype=object).copy()
+    keys[pd.isna(keys)] = _MISSING
+    return keys
 
 
 @dataclass
@@ -64,22 +76,23 @@ class _GroupRate:
     """Rate of the outcome per value of one column, shrunk toward the overall rate."""
 
     column: str
-    rates_: dict[object, float] = field(default_factory=dict)
     overall_: float = 0.0
+    groups_: Vocabulary = field(default_factory=lambda: Vocabulary(()))
+    rates_: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    def fit(self, frame: pd.DataFrame, outcome: np.ndarray) -> _GroupRate:
+    def fit(self, frame: Columns, outcome: np.ndarray) -> _GroupRate:
         outcome = np.asarray(outcome, dtype=np.float64)
         self.overall_ = float(outcome.mean()) if outcome.size else 0.0
-        keys = frame[self.column].astype(object).fillna("(missing)")
-        grouped = pd.DataFrame({"key": keys.to_numpy(), "y": outcome}).groupby("key")["y"]
-        sums, counts = grouped.sum(), grouped.count()
-        rates = (sums + _PRIOR * self.overall_) / (counts + _PRIOR)
-        self.rates_ = {k: float(v) for k, v in rates.items()}
+        codes, groups = pd.factorize(_keys(np.asarray(frame[self.column])))
+        sums = np.bincount(codes, weights=outcome, minlength=len(groups))
+        counts = np.bincount(codes, minlength=len(groups))
+        self.groups_ = Vocabulary(groups)
+        self.rates_ = (sums + _PRIOR * self.overall_) / (counts + _PRIOR)
         return self
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        keys = frame[self.column].astype(object).fillna("(missing)")
-        return keys.map(self.rates_).fillna(self.overall_).to_numpy(dtype=np.float64)
+    def predict(self, frame: Columns) -> np.ndarray:
+        codes = self.groups_.codes(_keys(np.asarray(frame[self.column])))
+        return np.where(codes >= 0, self.rates_[np.maximum(codes, 0)], self.overall_)
 
 
 @dataclass
@@ -89,14 +102,14 @@ class StageWeightEmpirical:
     target: Target = "won"
     name: str = "stage_weight_empirical"
 
-    def fit(self, frame: pd.DataFrame, outcome: np.ndarray) -> StageWeightEmpirical:
+    def fit(self, frame: Columns, outcome: np.ndarray) -> StageWeightEmpirical:
         self.rates_ = _GroupRate("stage").fit(frame, outcome)
         return self
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: Columns) -> np.ndarray:
         return self.rates_.predict(frame)
 
-    def period_weights(self, frame: pd.DataFrame) -> np.ndarray:
+    def period_weights(self, frame: Columns) -> np.ndarray:
         return np.where(_close_in_period(frame), self.predict_proba(frame), 0.0)
 
 
@@ -109,25 +122,23 @@ class CommitBaseline:
     name: str = "commit"
     include_best_case: bool = False
 
-    def fit(self, frame: pd.DataFrame, outcome: np.ndarray) -> CommitBaseline:
+    def fit(self, frame: Columns, outcome: np.ndarray) -> CommitBaseline:
         self.rates_ = _GroupRate("forecast_category").fit(frame, outcome)
         return self
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: Columns) -> np.ndarray:
         return self.rates_.predict(frame)
 
-    def period_weights(self, frame: pd.DataFrame) -> np.ndarray:
+    def period_weights(self, frame: Columns) -> np.ndarray:
         called = ["Commit", "Best Case"] if self.include_best_case else ["Commit"]
-        in_call = frame["forecast_category"].isin(called).to_numpy()
+        in_call = np.isin(np.asarray(frame["forecast_category"], dtype=object), called)
         return (in_call & _close_in_period(frame)).astype(np.float64)
 
 
 Baseline = StageWeightCRM | StageWeightEmpirical | CommitBaseline
 
 
-def fit_baselines(
-    frame: pd.DataFrame, outcome: np.ndarray, *, target: Target
-) -> dict[str, Baseline]:
+def fit_baselines(frame: Columns, outcome: np.ndarray, *, target: Target) -> dict[str, Baseline]:
     """The three baselines fitted on the same training snapshots as the model."""
     return {
         "stage_weight_crm": StageWeightCRM(target).fit(frame, outcome),

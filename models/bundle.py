@@ -1,0 +1,174 @@
+"""Everything scoring needs, in one MLflow pyfunc model.
+
+`DealcastBundle` holds the feature plan (configuration, stage model, static attributes), the
+win models with their calibrators and interval ensembles, the baselines, the outcome
+reference (the training deals whose records inform owner, account and stage-duration
+features), the attainment parameters, per-team history for the gap analysis, metadata and a
+golden deal with its recorded score. The action catalogue is code (models.actions), shipped
+with the model through `code_paths`.
+
+Loading needs `features` and `models` only (both are logged with the model), never the
+training code.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types.schema import ColSpec, Schema
+
+from features.reference import OutcomeReference
+from features.snapshots import FeaturePlan
+from models.attainment import NewBusinessModel
+from models.baselines import Baseline
+from models.win import WinModel
+
+BUNDLE_FILE = "bundle.pkl"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class DealcastBundle:
+    plan: FeaturePlan
+    model: WinModel
+    baselines: dict[str, dict[str, Baseline]]  # target -> name -> fitted baseline
+    reference: OutcomeReference
+    new_business: NewBusinessModel
+    dependence: float
+    team_history: pd.DataFrame  # team -> win_rate, average_deal_size (recent closed deals)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    golden: dict[str, Any] = field(default_factory=dict)  # {"deal", "as_of", "expected"}
+
+    def save(self, path: Path) -> Path:
+        with path.open("wb") as handle:
+            pickle.dump(self, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        return path
+
+    @staticmethod
+    def load(path: Path) -> DealcastBundle:
+        with Path(path).open("rb") as handle:
+            bundle = pickle.load(handle)
+        if not isinstance(bundle, DealcastBundle):
+            raise TypeError(f"{path} does not hold a DealcastBundle")
+        return bundle
+
+
+INPUT_SCHEMA = Schema(
+    [
+        ColSpec("string", "deal"),  # one deal as JSON: its opportunities row, history, activities
+        ColSpec("string", "as_of", required=False),  # ISO 8601; default: now
+    ]
+)
+OUTPUT_COLUMNS = (
+    "opportunity_id",
+    "win_probability",
+    "win_probability_low",
+    "win_probability_high",
+    "win_in_period_probability",
+    "win_in_period_probability_low",
+    "win_in_period_probability_high",
+    "stage_weight_crm",
+    "stage_weight_empirical",
+    "commit",
+    "grade",
+    "risk_level",
+    "mode",
+)
+SIGNATURE = ModelSignature(
+    inputs=INPUT_SCHEMA,
+    outputs=Schema(
+        [
+            ColSpec(
+                "string" if name in ("opportunity_id", "grade", "risk_level", "mode") else "double",
+                name,
+            )
+            for name in OUTPUT_COLUMNS
+        ]
+    ),
+)
+
+
+class DealcastModel(PythonModel):
+    """The pyfunc face of a bundle: a frame of deals (JSON) in, a frame of scores out.
+
+    The service reaches past this to `scorer` for explanations, actions and attainment.
+    """
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from models.scoring import Scorer
+
+        self.bundle = DealcastBundle.load(Path(context.artifacts["bundle"]))
+        self.scorer = Scorer(self.bundle)
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        deals = [json.loads(text) for text in model_input["deal"]]
+        as_of = (
+            model_input["as_of"].tolist() if "as_of" in model_input.columns else [None] * len(deals)
+        )
+        scores = self.scorer.score(deals, as_of=as_of, explain=False)
+        rows = []
+        for score in scores:
+            rows.append(
+                {
+                    "opportunity_id": score.opportunity_id,
+                    "win_probability": score.win_probability,
+                    "win_probability_low": score.win_probability_interval[0],
+                    "win_probability_high": score.win_probability_interval[1],
+                    "win_in_period_probability": score.win_in_period_probability,
+                    "win_in_period_probability_low": score.win_in_period_interval[0],
+                    "win_in_period_probability_high": score.win_in_period_interval[1],
+                    **{
+                        name: score.baselines[name]
+                        for name in ("stage_weight_crm", "stage_weight_empirical", "commit")
+                    },
+                    "grade": score.grade,
+                    "risk_level": score.risk_level,
+                    "mode": score.mode,
+                }
+            )
+        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+
+
+def input_example(bundle: DealcastBundle) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "deal": [json.dumps(bundle.golden["deal"])],
+            "as_of": [bundle.golden["as_of"]],
+        }
+    )
+
+
+def log_bundle(bundle: DealcastBundle, *, workdir: Path, registered_model_name: str) -> Any:
+    """Log the bundle as the run's pyfunc model and register a new version of it."""
+    path = bundle.save(workdir / BUNDLE_FILE)
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=DealcastModel(),
+        artifacts={"bundle": str(path)},
+        code_paths=[str(PACKAGE_ROOT / "features"), str(PACKAGE_ROOT / "models")],
+        signature=SIGNATURE,
+        input_example=input_example(bundle),
+        registered_model_name=registered_model_name,
+        pip_requirements=_requirements(),
+    )
+
+
+def _requirements() -> list[str]:
+    """The libraries a bundle needs to load and score, pinned to what trained it."""
+    from importlib.metadata import version
+
+    names = ("numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "shap", "mlflow", "pyarrow")
+    return [f"{name}=={version(name)}" for name in names]

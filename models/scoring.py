@@ -1,0 +1,286 @@
+"""Scoring deals and pipelines with a bundle: the one path the service and the pyfunc use.
+
+A request's deals become the same `DealTables` an export gives (features.payload), their
+features come from the same `feature_columns` the training snapshots came from, at each
+deal's `as_of` (default: now), and the outcome reference is the training data in the bundle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.deals import DealTables
+from features.payload import PayloadInvalid, deal_tables_from_payloads
+from features.snapshots import feature_columns
+from features.timestamps import TimeLike, to_ns
+from models.actions import EFFECTS_DISCLAIMER, Action, rank_actions
+from models.attainment import AttainmentResult, simulate_attainment
+from models.bundle import DealcastBundle
+from models.explain import (
+    DealExplanation,
+    Driver,
+    FactorEffect,
+    TrendWindow,
+    explain_deals,
+    trend_queries,
+)
+from models.risk import RiskFlag, risk_flags, risk_level
+
+# Letter grades of the calibrated win probability, for list views in the CRM.
+GRADES: tuple[tuple[float, str], ...] = (
+    (0.7, "A"),
+    (0.5, "B"),
+    (0.3, "C"),
+    (0.15, "D"),
+    (0.0, "E"),
+)
+BASELINE_NAMES = ("stage_weight_crm", "stage_weight_empirical", "commit")
+
+
+def grade(probability: float) -> str:
+    return next(letter for floor, letter in GRADES if probability >= floor)
+
+
+@dataclass
+class DealScore:
+    opportunity_id: str
+    as_of: str
+    win_probability: float
+    win_probability_interval: tuple[float, float]
+    win_in_period_probability: float
+    win_in_period_interval: tuple[float, float]
+    baselines: dict[str, float]  # won probability by stage weight (CRM, empirical), commit
+    baselines_in_period: dict[str, float]
+    grade: str
+    risk_level: str
+    risk_flags: tuple[RiskFlag, ...]
+    mode: str
+    warnings: list[str] = field(default_factory=list)
+    drivers: tuple[Driver, ...] = ()
+    factors: tuple[FactorEffect, ...] = ()
+    trend: tuple[TrendWindow, ...] = ()
+    actions: tuple[Action, ...] = ()
+    actions_disclaimer: str = EFFECTS_DISCLAIMER
+    amount: float = 0.0
+    # Share of the amount each baseline counts in this quarter's forecast.
+    period_weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineForecast:
+    """Attainment of a rep or team plus the baselines' period forecasts and at-risk deals."""
+
+    attainment: AttainmentResult
+    baselines: dict[str, float]
+    model_forecast: float
+    deals: list[DealScore]
+    at_risk: list[DealScore]
+
+
+def _as_of_values(as_of: Sequence[TimeLike | None] | TimeLike | None, n: int) -> np.ndarray:
+    now = pd.Timestamp.now(tz="UTC")
+    if as_of is None or isinstance(as_of, str | pd.Timestamp) or not isinstance(as_of, Sequence):
+        values: list[Any] = [as_of] * n
+    else:
+        values = list(as_of)
+    return to_ns([now if v is None else v for v in values])
+
+
+class Scorer:
+    """Scores with one bundle; cheap to call, expensive parts are built once in the bundle."""
+
+    def __init__(self, bundle: DealcastBundle, *, version: str | None = None) -> None:
+        self.bundle = bundle
+        self.version = version
+
+    @property
+    def model_name(self) -> str:
+        return str(self.bundle.metadata.get("name", "dealcast"))
+
+    @staticmethod
+    def _check(tables: DealTables, as_of: np.ndarray) -> None:
+        """Rules only a deal and its as-of time can break: nothing stamped after as_of, and
+        the deal open at as_of."""
+        problems: dict[str, str] = {}
+        history, activities = tables.history, tables.activities
+        for table, stamp, deal, time in (
+            ("history", "changed_at", history.deal, history.time),
+            ("activities", "occurred_at", activities.deal, activities.time),
+        ):
+            late = time > as_of[deal]
+            for i in np.unique(deal[late]):
+                first = pd.Timestamp(int(time[late & (deal == i)].min()), tz="UTC")
+                problems[f"deals[{i}].{table}"] = (
+                    f"{int(np.sum(late & (deal == i)))} row(s) with {stamp} after as_of "
+                    f"{pd.Timestamp(int(as_of[i]), tz='UTC').isoformat()}, the first at "
+                    f"{first.isoformat()}"
+                )
+        for i in np.flatnonzero(tables.created > as_of):
+            problems[f"deals[{i}].created_at"] = "the deal was created after as_of"
+        last = history.index.ends - 1
+        for i in np.flatnonzero(~history.is_open[last]):
+            stage = tables.stages.all_stages[history.stage[last[i]]]
+            problems.setdefault(
+                f"deals[{i}].history",
+                f"the deal is closed ({stage}) at as_of; only open deals are scored",
+            )
+        if problems:
+            raise PayloadInvalid(problems)
+
+    def score(
+        self,
+        deals: Sequence[Mapping[str, Any]],
+        *,
+        as_of: Sequence[TimeLike | None] | TimeLike | None = None,
+        explain: bool = True,
+        top_k: int = 5,
+    ) -> list[DealScore]:
+        bundle = self.bundle
+        plan, model = bundle.plan, bundle.model
+        times = _as_of_values(as_of, len(deals))
+        tables = deal_tables_from_payloads(deals, plan)
+        self._check(tables, times)
+        index = np.arange(len(deals))
+        queries = trend_queries(tables, index, times) if explain else None
+        q_deals, q_times = (queries.deals, queries.as_of) if queries else (index, times)
+        columns = feature_columns(tables, q_deals, q_times, plan=plan, reference=bundle.reference)
+        now = {name: values[: len(deals)] for name, values in columns.items()}
+        prediction = model.predict(now)
+        frame = now
+        baselines = {
+            target: {
+                name: bundle.baselines[target][name].predict_proba(frame) for name in BASELINE_NAMES
+            }
+            for target in ("won", "won_in_period")
+        }
+        weights = {
+            name: bundle.baselines["won_in_period"][name].period_weights(frame)
+            for name in BASELINE_NAMES
+        }
+        explanations: list[DealExplanation | None] = [None] * len(deals)
+        change_7d = None
+        actions = None
+        if explain:
+            explanations = list(explain_deals(model, columns, trend=queries, top_k=top_k))
+            change_7d = np.array([_change(e, 7) for e in explanations if e is not None])
+            actions = rank_actions(model, now, top_k=top_k)
+        flags = risk_flags(now, prediction.won, change_7d=change_7d)
+        unseen = model.encoder_.unseen(now)
+        scores = []
+        for i, deal in enumerate(deals):
+            warnings = []
+            if prediction.mode == "small-data":
+                warnings.append(
+                    "small-data mode: few resolved deals to learn from; probabilities lean on "
+                    "the empirical stage weights and intervals are wide"
+                )
+            for name, mask in unseen.items():
+                if mask[i]:
+                    warnings.append(
+                        f"{name} {now[name][i]!r} was never seen in training: the "
+                        "interval is widened"
+                    )
+            if now["owner_closed_deals"][i] < 5:
+                warnings.append("the owner has fewer than 5 closed deals in the training data")
+            explanation = explanations[i]
+            scores.append(
+                DealScore(
+                    opportunity_id=str(deal["opportunity_id"]),
+                    as_of=pd.Timestamp(int(times[i]), tz="UTC").isoformat(),
+                    win_probability=float(prediction.won[i]),
+                    win_probability_interval=(
+                        float(prediction.won_low[i]),
+                        float(prediction.won_high[i]),
+                    ),
+                    win_in_period_probability=float(prediction.in_period[i]),
+                    win_in_period_interval=(
+                        float(prediction.in_period_low[i]),
+                        float(prediction.in_period_high[i]),
+                    ),
+                    baselines={k: float(v[i]) for k, v in baselines["won"].items()},
+                    baselines_in_period={
+                        k: float(v[i]) for k, v in baselines["won_in_period"].items()
+                    },
+                    grade=grade(float(prediction.won[i])),
+                    risk_level=risk_level(flags[i]),
+                    risk_flags=flags[i],
+                    mode=prediction.mode,
+                    warnings=warnings,
+                    drivers=explanation.drivers if explanation else (),
+                    factors=explanation.factors if explanation else (),
+                    trend=explanation.trend if explanation else (),
+                    actions=actions[i].actions if actions else (),
+                    amount=float(now["amount"][i]),
+                    period_weights={k: float(v[i]) for k, v in weights.items()},
+                )
+            )
+        return scores
+
+    def forecast_pipeline(
+        self,
+        *,
+        quota: float,
+        won_to_date: float,
+        deals: Sequence[Mapping[str, Any]],
+        team: str | None,
+        period_end: pd.Timestamp,
+        as_of: TimeLike | None = None,
+        explain: bool = True,
+        seed: int = 0,
+    ) -> PipelineForecast:
+        """P(reaching quota) and the revenue distribution for an open pipeline."""
+        scores = self.score(deals, as_of=as_of, explain=explain) if deals else []
+        bundle = self.bundle
+        when = pd.Timestamp(int(_as_of_values(as_of, 1)[0]), tz="UTC")
+        days_left = max((period_end - when) / pd.Timedelta(days=1), 0.0)
+        record = (
+            bundle.team_history.loc[team].to_dict()
+            if team is not None and team in bundle.team_history.index
+            else {}
+        )
+        win_rate = record.get("win_rate")
+        deal_size = record.get("average_deal_size")
+        p = np.array([s.win_in_period_probability for s in scores])
+        amounts = np.array([s.amount for s in scores])
+        result = simulate_attainment(
+            quota=quota,
+            won_to_date=won_to_date,
+            probabilities=p,
+            amounts=amounts,
+            probability_low=np.array([s.win_in_period_interval[0] for s in scores]),
+            probability_high=np.array([s.win_in_period_interval[1] for s in scores]),
+            new_business=(bundle.new_business, team or "", days_left),
+            dependence=bundle.dependence,
+            win_rate=win_rate,
+            average_deal_size=deal_size,
+            seed=seed,
+        )
+        baselines = {
+            name: won_to_date + sum(s.period_weights[name] * s.amount for s in scores)
+            for name in BASELINE_NAMES
+        }
+        # Flagged deals, by the revenue the forecast counts on from them.
+        at_risk = sorted(
+            (s for s in scores if s.risk_level != "low"),
+            key=lambda s: -(s.amount * s.win_in_period_probability),
+        )
+        return PipelineForecast(
+            attainment=result,
+            baselines=baselines,
+            model_forecast=result.expected_revenue,
+            deals=scores,
+            at_risk=at_risk,
+        )
+
+
+def _change(explanation: DealExplanation, days: int) -> float:
+    for window in explanation.trend:
+        if window.days == days and window.change is not None:
+            return float(window.change)
+    return math.nan

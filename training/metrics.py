@@ -1,0 +1,74 @@
+"""The evaluation spec's metrics, each with the count behind it.
+
+Deal level: ROC AUC, Brier score, log loss and expected calibration error over 15
+equal-count bins. Period level: absolute percentage error of a revenue forecast (its median
+over team-quarters) and its signed bias.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+ECE_BINS = 15
+_CLIP = 1e-6
+
+
+def ece(p: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: |mean p - mean y| per equal-count bin, weighted by size."""
+    if p.size == 0:
+        return math.nan
+    order = np.argsort(p, kind="stable")
+    total = 0.0
+    for chunk in np.array_split(order, min(bins, p.size)):
+        total += chunk.size * abs(float(p[chunk].mean()) - float(y[chunk].mean()))
+    return total / p.size
+
+
+def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS) -> list[dict[str, float]]:
+    """Mean predicted and observed rate per equal-count bin (the reliability plot's points)."""
+    order = np.argsort(p, kind="stable")
+    return [
+        {"predicted": float(p[c].mean()), "observed": float(y[c].mean()), "n": int(c.size)}
+        for c in np.array_split(order, min(bins, max(p.size, 1)))
+        if c.size
+    ]
+
+
+def deal_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float | int | None]:
+    """AUC, Brier, log loss and ECE of probabilities `p` for outcomes `y` (NaN y ignored)."""
+    known = ~np.isnan(y)
+    p, y = np.asarray(p, dtype=np.float64)[known], y[known]
+    if y.size == 0:
+        return {"auc": None, "brier": None, "log_loss": None, "ece": None, "n": 0}
+    clipped = np.clip(p, _CLIP, 1 - _CLIP)
+    both_classes = 0 < y.sum() < y.size
+    return {
+        "auc": float(roc_auc_score(y, p)) if both_classes else None,
+        "brier": float(np.mean((p - y) ** 2)),
+        "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
+        "ece": float(ece(p, y)),
+        "n": int(y.size),
+    }
+
+
+def period_metrics(forecast: np.ndarray, actual: np.ndarray) -> dict[str, float | int | None]:
+    """Median absolute percentage error and median signed error over team-quarters.
+
+    Team-quarters with no actual revenue have no percentage error and are left out (counted
+    in `n_zero_actual`).
+    """
+    forecast = np.asarray(forecast, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    positive = actual > 0
+    relative = (forecast[positive] - actual[positive]) / actual[positive]
+    if relative.size == 0:
+        return {"median_ape": None, "bias": None, "n": 0, "n_zero_actual": int((~positive).sum())}
+    return {
+        "median_ape": float(np.median(np.abs(relative))),
+        "bias": float(np.median(relative)),
+        "n": int(relative.size),
+        "n_zero_actual": int((~positive).sum()),
+    }

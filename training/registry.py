@@ -1,0 +1,97 @@
+"""MLflow: where runs are tracked, how versions are registered, promoted and rolled back.
+
+By default MLflow's embedded store: a SQLite database `mlflow.db` and artifacts under
+`mlartifacts/`, both in the working directory, with nothing to start. `MLFLOW_TRACKING_URI`
+points everything at a real tracking server instead. Promotion is by alias (`champion`,
+`challenger`), never by the deprecated stages; every move of `champion` records who moved it,
+when and why as tags on the version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "dealcast"
+EXPERIMENT = "dealcast"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class RegistryError(Exception):
+    """A registry operation could not be done; the message says which and why."""
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI`, else the embedded SQLite store in the working directory."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured:
+        return configured
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def configure() -> MlflowClient:
+    """Point MLflow at the tracking store and make sure the experiment exists.
+
+    With the embedded store, artifacts go to `./mlartifacts` (MLflow's own default for a
+    SQLite store without a server would be `./mlruns`, mixed with nothing else here either).
+    """
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        location = None
+        if uri.startswith("sqlite:"):
+            location = (Path.cwd() / "mlartifacts").as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    mlflow.set_experiment(EXPERIMENT)
+    return MlflowClient(uri, uri)
+
+
+def version_by_alias(client: MlflowClient, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(MODEL_NAME, alias)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: str
+    previous: str | None
+    reason: str
+
+
+def set_champion(client: MlflowClient, version: str, *, reason: str) -> Promotion:
+    """Move `champion` to `version`, recording the reason and the version it replaced."""
+    try:
+        client.get_model_version(MODEL_NAME, version)
+    except MlflowException as error:
+        raise RegistryError(f"model {MODEL_NAME!r} has no version {version}") from error
+    previous = version_by_alias(client, CHAMPION)
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_model_version_tag(MODEL_NAME, version, "promoted_at", stamp)
+    client.set_model_version_tag(MODEL_NAME, version, "promotion_reason", reason)
+    client.set_model_version_tag(
+        MODEL_NAME, version, "replaced_version", previous.version if previous else "none"
+    )
+    logger.info(
+        "champion -> version %s (was %s): %s",
+        version,
+        previous.version if previous else "none",
+        reason,
+    )
+    return Promotion(
+        version=version, previous=previous.version if previous else None, reason=reason
+    )

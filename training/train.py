@@ -1,0 +1,320 @@
+"""`dealcast train`: backtest, train, log one MLflow run, register, and promote if earned.
+
+The run records the configuration (params), the data's fingerprint and window, the code
+version, the backtest's metrics and plots, a model card and the pyfunc bundle. The new
+version gets the alias `challenger`; `champion` moves to it only through the gate
+(training.gate). A run that fails or is interrupted is marked FAILED and leaves `champion`
+where it was: the alias is the last thing that moves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from features.config import FeatureConfig
+from features.deals import DealTables
+from features.loading import CrmExport, export_as_of, load_export
+from features.payload import deals_as_payloads
+from features.reference import OutcomeReference
+from models.attainment import NewBusinessModel
+from models.baselines import Target, fit_baselines
+from models.bundle import DealcastBundle, DealcastModel, log_bundle
+from models.win import WinModel
+from training.backtest import BacktestConfig, BacktestResult, run_backtest
+from training.dataset import PreparedData, prepare
+from training.gate import DEFAULT_TOLERANCE, GateDecision, decide, scores_on
+from training.model_card import model_card
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAME,
+    configure,
+    set_champion,
+    version_by_alias,
+)
+from training.report import write_report
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    feature: FeatureConfig = field(default_factory=FeatureConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    tolerance: float = DEFAULT_TOLERANCE
+    team_history_days: int = 365
+
+
+@dataclass
+class TrainOutcome:
+    run_id: str
+    version: str
+    promoted: bool
+    gate: GateDecision
+    metrics: dict[str, Any]
+
+
+def code_version() -> str:
+    """The git commit of the code (with "-dirty" for uncommitted changes), else the package
+    version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        return described.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return f"dealcast {version('dealcast')}"
+
+
+def _flat_params(config: TrainConfig) -> dict[str, str]:
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            flat[prefix] = json.dumps(value) if not isinstance(value, str) else value
+
+    walk("", asdict(config))
+    return flat
+
+
+def _headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for block in ("deal", "deal_in_period"):
+        for name, values in metrics[block].items():
+            for score in ("auc", "brier", "log_loss", "ece"):
+                value = values["overall"][score]
+                if value is not None:
+                    out[f"{block}.{name}.{score}"] = float(value)
+    for name, values in metrics["period"].items():
+        for week, inner in values["by_week"].items():
+            if inner["median_ape"] is not None:
+                out[f"period.{name}.week{week}.median_ape"] = float(inner["median_ape"])
+        if values["attainment_brier"] is not None:
+            out[f"period.{name}.attainment_brier"] = float(values["attainment_brier"])
+        if values["coverage_80"] is not None:
+            out[f"period.{name}.coverage_80"] = float(values["coverage_80"])
+    return out
+
+
+def team_history(data: PreparedData, *, days: int) -> pd.DataFrame:
+    """Each team's win rate and average won deal size over its recent closed deals."""
+    deals = data.deals
+    recent = deals[deals["close_time"] >= data.data_end - pd.Timedelta(days=days)]
+    grouped = recent.groupby("team")
+    won = recent[recent["won"]].groupby("team")["amount"]
+    return pd.DataFrame(
+        {
+            "win_rate": grouped["won"].mean(),
+            "average_deal_size": won.mean(),
+            "closed_deals": grouped.size(),
+        }
+    ).fillna({"average_deal_size": float(recent.loc[recent["won"], "amount"].mean())})
+
+
+def build_bundle(
+    data: PreparedData, backtest: BacktestResult, *, config: TrainConfig, cutoff: pd.Timestamp
+) -> DealcastBundle:
+    """The final model, trained on everything labelled by the end of the data."""
+    training = data.training_at(cutoff)
+    model = WinModel(data.plan, config.backtest.model).fit(training)
+    frame = training.frame
+    targets: tuple[tuple[Target, np.ndarray], ...] = (
+        ("won", training.use_won),
+        ("won_in_period", training.use_won_in_period),
+    )
+    baselines: dict[str, dict[str, Any]] = {
+        target: fit_baselines(frame[use], frame[target].to_numpy()[use], target=target)
+        for target, use in targets
+    }
+    closed = data.deals[data.deals["close_time"].notna()]
+    new_business = NewBusinessModel.fit(
+        closed[["team", "created_at", "close_time", "won", "amount"]],
+        as_of=cutoff,
+        fiscal_year_start_month=data.plan.config.fiscal_year_start_month,
+    )
+    reference_tables = DealTables.from_export(
+        _without_activities(data.export), data.plan.attributes
+    )
+    bundle = DealcastBundle(
+        plan=data.plan,
+        model=model,
+        baselines=baselines,
+        reference=OutcomeReference(reference_tables),
+        new_business=new_business,
+        dependence=backtest.dependence,
+        team_history=team_history(data, days=config.team_history_days),
+        metadata={
+            "name": MODEL_NAME,
+            "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "data_window": {"start": data.data_start.isoformat(), "end": data.data_end.isoformat()},
+            "data_fingerprint": data.export.fingerprint,
+            "n_opportunities": data.export.n_opportunities,
+            "training": model.training_summary_,
+            "backtest": _headline_metrics(backtest.metrics),
+            "code_version": code_version(),
+        },
+    )
+    bundle.golden = golden_deal(bundle, data, cutoff)
+    return bundle
+
+
+def _without_activities(export: CrmExport) -> CrmExport:
+    """The reference informs owner, account and stage-duration features: history suffices."""
+    return replace(export, activities=export.activities.iloc[:0])
+
+
+def golden_deal(bundle: DealcastBundle, data: PreparedData, cutoff: pd.Timestamp) -> dict[str, Any]:
+    """A deal open at the cut-off with its recorded score: the service's readiness check."""
+    from models.scoring import Scorer
+
+    last = data.snapshots[data.snapshots["as_of"] == data.snapshots["as_of"].max()]
+    pick = last.sort_values(["activities_total", "opportunity_id"], ascending=[False, True])
+    opportunity_id = str(pick["opportunity_id"].iloc[0])
+    export = data.export
+    deal = deals_as_payloads(
+        {
+            "opportunities": export.opportunities,
+            "opportunity_history": export.history,
+            "activities": export.activities,
+            "accounts": export.accounts,
+            "owners": export.owners,
+        },
+        [opportunity_id],
+    )[0]
+    as_of = cutoff.isoformat()
+    score = Scorer(bundle).score([deal], as_of=[as_of], explain=False)[0]
+    return {
+        "deal": deal,
+        "as_of": as_of,
+        "expected": {
+            "win_probability": score.win_probability,
+            "win_in_period_probability": score.win_in_period_probability,
+        },
+    }
+
+
+def _champion_comparison(
+    client: mlflow.tracking.MlflowClient, data: PreparedData, backtest: BacktestResult
+) -> tuple[str | None, tuple[dict[str, Any], dict[str, Any], str] | None]:
+    champion = version_by_alias(client, CHAMPION)
+    if champion is None:
+        return None, None
+    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    python_model = loaded.unwrap_python_model()
+    if not isinstance(python_model, DealcastModel):
+        return champion.version, None
+    bundle = python_model.bundle
+    trained_through = pd.Timestamp(bundle.metadata["data_window"]["end"])
+    predictions = backtest.predictions
+    later = (predictions["as_of"] > trained_through).to_numpy()
+    if later.any():
+        rows = predictions[later]
+        keys = pd.MultiIndex.from_frame(rows[["opportunity_id", "as_of"]])
+        snapshots = data.snapshots.set_index(["opportunity_id", "as_of"]).loc[keys].reset_index()
+        theirs = bundle.model.predict(snapshots)
+        basis = (
+            f"{int(later.sum())} backtest snapshots after the champion's data "
+            f"(from {trained_through.date()})"
+        )
+        return champion.version, (
+            scores_on(rows, won=rows["p_model"].to_numpy(), in_period=rows["pin_model"].to_numpy()),
+            scores_on(rows, won=theirs.won, in_period=theirs.in_period),
+            basis,
+        )
+    if bundle.metadata.get("data_fingerprint") == data.export.fingerprint and champion.run_id:
+        run = client.get_run(champion.run_id)
+        recorded = {
+            block: {
+                score: run.data.metrics.get(f"{block}.model.{score}")
+                for score in ("brier", "log_loss")
+            }
+            for block in ("deal", "deal_in_period")
+        }
+        mine = {
+            block: {
+                score: backtest.metrics[block]["model"]["overall"][score]
+                for score in ("brier", "log_loss")
+            }
+            for block in recorded
+        }
+        return champion.version, (mine, recorded, "the champion's backtest on the same data")
+    return champion.version, None
+
+
+def train(
+    data_dir: Path, *, cutoff: pd.Timestamp | None = None, config: TrainConfig | None = None
+) -> TrainOutcome:
+    config = config or TrainConfig()
+    client = configure()
+    export = load_export(data_dir)
+    if cutoff is not None:
+        export = export_as_of(export, cutoff)
+    # Leaving this block by an exception (or an interrupt) ends the run as FAILED, before
+    # any alias has moved.
+    with mlflow.start_run(run_name="train") as run:
+        mlflow.log_params(_flat_params(config))
+        data = prepare(export, config=config.feature)
+        end = cutoff if cutoff is not None else data.data_end
+        mlflow.set_tags(
+            {
+                "data.fingerprint": export.fingerprint,
+                "data.source": str(data_dir),
+                "data.start": data.data_start.isoformat(),
+                "data.end": data.data_end.isoformat(),
+                "cutoff": end.isoformat(),
+                "code_version": code_version(),
+            }
+        )
+        backtest = run_backtest(data, config=config.backtest)
+        mlflow.log_metrics(_headline_metrics(backtest.metrics))
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "backtest"
+            write_report(backtest, report)
+            mlflow.log_artifacts(str(report), "backtest")
+            bundle = build_bundle(data, backtest, config=config, cutoff=end)
+            champion_version, comparison = _champion_comparison(client, data, backtest)
+            gate = decide(
+                backtest.metrics,
+                champion_version=champion_version,
+                champion_comparison=comparison,
+                tolerance=config.tolerance,
+            )
+            mlflow.log_text(model_card(bundle, backtest.metrics, gate), "model_card.md")
+            mlflow.log_dict(
+                {
+                    "passed": gate.passed,
+                    "reasons": gate.reasons,
+                    "champion_version": gate.champion_version,
+                    "comparison": gate.comparison,
+                },
+                "gate.json",
+            )
+            info = log_bundle(bundle, workdir=Path(tmp), registered_model_name=MODEL_NAME)
+        version = str(info.registered_model_version)
+        client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+        mlflow.set_tag("gate", gate.summary)
+        if gate.passed:
+            set_champion(client, version, reason=f"gate passed: {gate.summary}")
+        logger.info("version %s registered; %s", version, gate.summary)
+        return TrainOutcome(run.info.run_id, version, gate.passed, gate, backtest.metrics)
