@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from features.errors import DealcastDataError
+from features.errors import DealcastError
 
 logger = logging.getLogger("dealcast")
 
@@ -42,6 +42,87 @@ def _import_salesforce(args: argparse.Namespace) -> int:
 
     report = import_salesforce(args.src, args.out)
     print(report.format())
+    return 0
+
+
+def _timestamp(text: str) -> object:
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time") from error
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from features.loading import load_export
+    from training.backtest import BacktestConfig, run_backtest
+    from training.dataset import prepare
+    from training.report import write_report
+
+    data = prepare(load_export(args.data))
+    result = run_backtest(data, config=BacktestConfig(quarters=args.quarters))
+    files = write_report(result, args.out)
+    print(f"wrote {len(files)} files to {args.out}")
+    print(_backtest_summary(result.metrics))
+    return 0
+
+
+def _backtest_summary(metrics: dict) -> str:
+    lines = ["deal level (overall): brier / log loss / AUC"]
+    for block, target in (("deal", "won"), ("deal_in_period", "won_in_period")):
+        for name, values in metrics[block].items():
+            m = values["overall"]
+            lines.append(
+                f"  {target:14s} {name:24s} {m['brier']:.4f} / {m['log_loss']:.4f} / "
+                f"{(m['auc'] or float('nan')):.3f}  (n={m['n']})"
+            )
+    lines.append("team-quarter revenue, median APE at week 8:")
+    for name, values in metrics["period"].items():
+        week8 = values["by_week"].get("8", {}).get("median_ape")
+        lines.append(f"  {name:24s} {week8 if week8 is None else round(week8, 3)}")
+    coverage = metrics["period"]["model"]["coverage_80"]
+    lines.append(f"attainment 80% interval coverage: {coverage}")
+    return "\n".join(lines)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.backtest import BacktestConfig
+    from training.train import TrainConfig, train
+
+    outcome = train(
+        args.data,
+        cutoff=args.cutoff,
+        config=TrainConfig(backtest=BacktestConfig(quarters=args.quarters)),
+    )
+    print(f"run {outcome.run_id}: registered dealcast version {outcome.version} as challenger")
+    print(f"gate: {outcome.gate.summary}")
+    print("champion: " + (f"version {outcome.version}" if outcome.promoted else "unchanged"))
+    print(_backtest_summary(outcome.metrics))
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from training.registry import configure, set_champion
+
+    promotion = set_champion(configure(), str(args.version), reason=args.reason)
+    print(
+        f"champion: version {promotion.version} (was {promotion.previous or 'none'}); "
+        f"reason recorded: {promotion.reason}"
+    )
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from features.loading import load_export
+    from models.bundle import load_scorer, model_uri
+    from models.scoring import score_export
+
+    scorer = load_scorer(args.model)
+    scores = score_export(load_export(args.data), scorer, as_of=args.as_of)
+    scores.to_csv(args.out, index=False)
+    print(f"scored {len(scores)} open deals with {model_uri(args.model)} into {args.out}")
     return 0
 
 
@@ -76,6 +157,44 @@ def build_parser() -> argparse.ArgumentParser:
     salesforce.add_argument("src", type=Path, help="folder of Salesforce object CSVs")
     salesforce.add_argument("--out", type=Path, required=True, help="contract export to write")
     salesforce.set_defaults(run=_import_salesforce)
+
+    backtest = commands.add_parser("backtest", help="rolling-origin backtest against baselines")
+    backtest.add_argument("--data", type=Path, required=True, help="export folder")
+    backtest.add_argument("--out", type=Path, required=True, help="report folder to write")
+    backtest.add_argument("--quarters", type=int, default=4, help="test quarters (K)")
+    backtest.set_defaults(run=_backtest)
+
+    train = commands.add_parser("train", help="train, log to MLflow, register, maybe promote")
+    train.add_argument("--data", type=Path, required=True, help="export folder")
+    train.add_argument(
+        "--cutoff",
+        type=_timestamp,
+        default=None,
+        help="train on data up to this time (default: all of it)",
+    )
+    train.add_argument("--quarters", type=int, default=4, help="backtest quarters (K)")
+    train.set_defaults(run=_train)
+
+    promote = commands.add_parser("promote", help="move the champion alias (override/rollback)")
+    promote.add_argument("--version", type=int, required=True)
+    promote.add_argument("--reason", required=True, help="recorded on the model version")
+    promote.set_defaults(run=_promote)
+
+    score = commands.add_parser("score", help="batch scores of every open deal of an export")
+    score.add_argument("--data", type=Path, required=True, help="export folder")
+    score.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    score.add_argument(
+        "--as-of",
+        type=_timestamp,
+        default=None,
+        help="score as of this time (default: the export's last change)",
+    )
+    score.add_argument(
+        "--model",
+        default=None,
+        help="model URI (default: $DEALCAST_MODEL_URI or models:/dealcast@champion)",
+    )
+    score.set_defaults(run=_score)
     return parser
 
 
@@ -89,6 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Command = args.run
     try:
         return run(args)
-    except DealcastDataError as error:
+    except DealcastError as error:
         print(f"dealcast {args.command}: {error}", file=sys.stderr)
         return 1

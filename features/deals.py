@@ -126,14 +126,20 @@ class DealTables:
 
     @classmethod
     def from_export(
-        cls, export: CrmExport, attributes: tuple[StaticAttribute, ...] = ()
+        cls,
+        export: CrmExport,
+        attributes: tuple[StaticAttribute, ...] = (),
+        *,
+        stages: StageConfig | None = None,
     ) -> DealTables:
+        """`stages`: the stage model to code stages by (a trained model's), default the
+        export's own."""
         opportunities = export.opportunities
         ids = pd.Index(opportunities["opportunity_id"].astype(str))
         history = export.history
         activities = export.activities
         return cls.build(
-            stages=export.stages,
+            stages=stages or export.stages,
             opportunity_id=ids.to_numpy(dtype=object),
             created=to_ns(opportunities["created_at"]),
             owner_id=opportunities["owner_id"].astype(str).to_numpy(dtype=object),

@@ -80,7 +80,11 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-class DealcastDataError(Exception):
+class DealcastError(Exception):
+    """Base of every error dealcast reports to a person (the CLI prints it in one line)."""
+
+
+class DealcastDataError(DealcastError):
     """Base of the data side's errors."""
 
 

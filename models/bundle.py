@@ -14,10 +14,11 @@ training code.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 import pandas as pd
@@ -30,6 +31,9 @@ from features.snapshots import FeaturePlan
 from models.attainment import NewBusinessModel
 from models.baselines import Baseline
 from models.win import WinModel
+
+if TYPE_CHECKING:
+    from models.scoring import Scorer
 
 BUNDLE_FILE = "bundle.pkl"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -172,3 +176,24 @@ def _requirements() -> list[str]:
 
     names = ("numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "shap", "mlflow", "pyarrow")
     return [f"{name}=={version(name)}" for name in names]
+
+
+DEFAULT_MODEL_URI = "models:/dealcast@champion"
+
+
+def model_uri(uri: str | None = None) -> str:
+    """The model to load: the given URI, else $DEALCAST_MODEL_URI, else the champion."""
+    return uri or os.environ.get("DEALCAST_MODEL_URI") or DEFAULT_MODEL_URI
+
+
+def load_model(uri: str | None = None) -> DealcastModel:
+    """Load a logged dealcast pyfunc model (from a registry alias, a run, or a path)."""
+    loaded = mlflow.pyfunc.load_model(model_uri(uri))
+    python_model = loaded.unwrap_python_model()
+    if not isinstance(python_model, DealcastModel):
+        raise TypeError(f"{model_uri(uri)} is not a dealcast model")
+    return python_model
+
+
+def load_scorer(uri: str | None = None) -> Scorer:
+    return load_model(uri).scorer

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from features.deals import DealTables
+from features.loading import CrmExport
 from features.payload import PayloadInvalid, deal_tables_from_payloads
-from features.snapshots import feature_columns
+from features.snapshots import feature_columns, open_deal_queries
 from features.timestamps import TimeLike, to_ns
 from models.actions import EFFECTS_DISCLAIMER, Action, rank_actions
 from models.attainment import AttainmentResult, simulate_attainment
@@ -45,6 +46,11 @@ BASELINE_NAMES = ("stage_weight_crm", "stage_weight_empirical", "commit")
 
 def grade(probability: float) -> str:
     return next(letter for floor, letter in GRADES if probability >= floor)
+
+
+def grades(probabilities: np.ndarray) -> np.ndarray:
+    p = np.asarray(probabilities, dtype=np.float64)
+    return np.select([p >= floor for floor, _ in GRADES], [letter for _, letter in GRADES], "E")
 
 
 @dataclass
@@ -284,3 +290,47 @@ def _change(explanation: DealExplanation, days: int) -> float:
         if window.days == days and window.change is not None:
             return float(window.change)
     return math.nan
+
+
+def score_export(
+    export: CrmExport, scorer: Scorer, *, as_of: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Scores of every deal open at `as_of` (default: the export's last change), with the
+    baselines beside them: the batch form of `Scorer.score`, without explanations."""
+    bundle = scorer.bundle
+    plan = bundle.plan
+    unknown = set(export.history["stage"].unique()) - set(plan.stages.all_stages)
+    if unknown:
+        raise PayloadInvalid(
+            {
+                "opportunity_history.stage": (
+                    f"stages {sorted(unknown)} are not in the model's stage model "
+                    f"({', '.join(plan.stages.all_stages)})"
+                )
+            }
+        )
+    when = pd.Timestamp(as_of) if as_of is not None else export.history["changed_at"].max()
+    tables = DealTables.from_export(export, plan.attributes, stages=plan.stages)
+    deals, times = open_deal_queries(tables, pd.DatetimeIndex([when]))
+    columns = feature_columns(tables, deals, times, plan=plan, reference=bundle.reference)
+    prediction = bundle.model.predict(columns)
+    out = pd.DataFrame(
+        {
+            "opportunity_id": tables.opportunity_id[deals],
+            "as_of": when.isoformat(),
+            "stage": columns["stage"],
+            "forecast_category": columns["forecast_category"],
+            "amount": columns["amount"],
+            "win_probability": prediction.won,
+            "win_probability_low": prediction.won_low,
+            "win_probability_high": prediction.won_high,
+            "win_in_period_probability": prediction.in_period,
+            "win_in_period_probability_low": prediction.in_period_low,
+            "win_in_period_probability_high": prediction.in_period_high,
+        }
+    )
+    for name in BASELINE_NAMES:
+        out[name] = bundle.baselines["won"][name].predict_proba(columns)
+    out["grade"] = grades(prediction.won)
+    out["mode"] = prediction.mode
+    return out

@@ -36,6 +36,7 @@ import pandas as pd
 from scipy.special import expit, logit
 from scipy.stats import norm
 
+from features.errors import DealcastDataError
 from features.fiscal import quarter_bounds
 from features.labels import TrainingSet
 from features.snapshots import FeaturePlan
@@ -51,7 +52,7 @@ DAY_NS = 86_400 * 10**9
 _EPS = 1e-6
 
 
-class InsufficientData(ValueError):
+class InsufficientData(DealcastDataError, ValueError):
     """Too few resolved deals to train anything honest."""
 
 

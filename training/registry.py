@@ -20,6 +20,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from features.errors import DealcastError
+
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "dealcast"
@@ -28,7 +30,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-class RegistryError(Exception):
+class RegistryError(DealcastError):
     """A registry operation could not be done; the message says which and why."""
 
 
