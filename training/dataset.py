@@ -31,13 +31,11 @@ class PreparedData:
     snapshots: pd.DataFrame  # opportunity_id, as_of, features
     deal_codes: np.ndarray  # per snapshot, into tables
     truth: pd.DataFrame  # labels of every snapshot as known at the end of the data
-    deals: (
-        pd.DataFrame
-    )  # per deal: opportunity_id, team, owner_id, created_at, close_time, won, amount
-
-    @property
-    def data_end(self) -> pd.Timestamp:
-        return pd.Timestamp(self.export.history["changed_at"].max())
+    # Per deal: opportunity_id, team, owner_id, created_at, close_time, won, amount.
+    deals: pd.DataFrame
+    # When the data was taken: the export's last change, or the cut-off it was cut at (a
+    # quarter is complete when it ended by then, and labels are as known then).
+    data_end: pd.Timestamp
 
     @property
     def data_start(self) -> pd.Timestamp:
@@ -77,7 +75,15 @@ def deal_outcomes(export: CrmExport) -> pd.DataFrame:
     return deals.reset_index(drop=True)
 
 
-def prepare(export: CrmExport, *, config: FeatureConfig | None = None) -> PreparedData:
+def prepare(
+    export: CrmExport, *, config: FeatureConfig | None = None, as_of: pd.Timestamp | None = None
+) -> PreparedData:
+    """`as_of`: when the export was taken (a cut-off); default its last change."""
+    end = (
+        pd.Timestamp(as_of)
+        if as_of is not None
+        else pd.Timestamp(export.history["changed_at"].max())
+    )
     plan = FeaturePlan.from_export(export, config)
     logger.info("building snapshots of %d deals", export.n_opportunities)
     snapshots = build_snapshots(export, plan=plan)
@@ -89,7 +95,7 @@ def prepare(export: CrmExport, *, config: FeatureConfig | None = None) -> Prepar
         tables,
         codes,
         to_ns(snapshots["as_of"]),
-        known_at=pd.Timestamp(export.history["changed_at"].max()),
+        known_at=end,
         fiscal_year_start_month=plan.config.fiscal_year_start_month,
     )
     logger.info("%d snapshots, %d features", len(snapshots), len(plan.feature_names))
@@ -101,4 +107,5 @@ def prepare(export: CrmExport, *, config: FeatureConfig | None = None) -> Prepar
         deal_codes=codes,
         truth=truth,
         deals=deal_outcomes(export),
+        data_end=end,
     )

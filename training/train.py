@@ -220,10 +220,11 @@ def _champion_comparison(
     champion = version_by_alias(client, CHAMPION)
     if champion is None:
         return None, None
+    champion_version = str(champion.version)
     loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
     python_model = loaded.unwrap_python_model()
     if not isinstance(python_model, DealcastModel):
-        return champion.version, None
+        return champion_version, None
     bundle = python_model.bundle
     trained_through = pd.Timestamp(bundle.metadata["data_window"]["end"])
     predictions = backtest.predictions
@@ -237,7 +238,7 @@ def _champion_comparison(
             f"{int(later.sum())} backtest snapshots after the champion's data "
             f"(from {trained_through.date()})"
         )
-        return champion.version, (
+        return champion_version, (
             scores_on(rows, won=rows["p_model"].to_numpy(), in_period=rows["pin_model"].to_numpy()),
             scores_on(rows, won=theirs.won, in_period=theirs.in_period),
             basis,
@@ -258,8 +259,8 @@ def _champion_comparison(
             }
             for block in recorded
         }
-        return champion.version, (mine, recorded, "the champion's backtest on the same data")
-    return champion.version, None
+        return champion_version, (mine, recorded, "the champion's backtest on the same data")
+    return champion_version, None
 
 
 def train(
@@ -274,8 +275,8 @@ def train(
     # any alias has moved.
     with mlflow.start_run(run_name="train") as run:
         mlflow.log_params(_flat_params(config))
-        data = prepare(export, config=config.feature)
-        end = cutoff if cutoff is not None else data.data_end
+        data = prepare(export, config=config.feature, as_of=cutoff)
+        end = data.data_end
         mlflow.set_tags(
             {
                 "data.fingerprint": export.fingerprint,

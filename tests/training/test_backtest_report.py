@@ -1,0 +1,75 @@
+"""The backtest report: the spec's metrics.json shape, plots, tables, and reproducibility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from features.loading import load_export
+from training.backtest import FORECASTERS, BacktestConfig, run_backtest
+from training.dataset import prepare
+from training.report import write_report
+
+WEEKS = ("1", "4", "8", "12")
+
+
+@pytest.fixture(scope="module")
+def report(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = prepare(load_export(small_world))
+    out = tmp_path_factory.mktemp("report")
+    write_report(run_backtest(data, config=BacktestConfig(quarters=2)), out)
+    return out
+
+
+def test_metrics_json_has_the_spec_shape(report: Path) -> None:
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["data"]["fingerprint"].startswith("sha256:")
+    assert metrics["data"]["n_opportunities"] == 3000
+    assert len(metrics["data"]["test_quarters"]) == 2
+    for block in ("deal", "deal_in_period"):
+        assert set(metrics[block]) == set(FORECASTERS)
+        for name in FORECASTERS:
+            overall = metrics[block][name]["overall"]
+            assert set(overall) == {"auc", "brier", "log_loss", "ece", "n"}
+            assert all(isinstance(overall[k], float) for k in ("auc", "brier", "log_loss", "ece"))
+            assert overall["n"] > 1000
+            assert set(WEEKS) <= set(metrics[block][name]["by_week"])
+    for name in FORECASTERS:
+        period = metrics["period"][name]
+        for week in WEEKS:
+            figures = period["by_week"][week]
+            assert isinstance(figures["median_ape"], float) and isinstance(figures["bias"], float)
+            assert figures["n"] > 0
+        assert isinstance(period["attainment_brier"], float)
+        assert period["n_team_quarters"] > 0
+        if name == "model":
+            assert isinstance(period["coverage_80"], float)
+        else:
+            assert period["coverage_80"] is None  # baselines have no interval
+
+
+def test_report_has_plots_and_tables(report: Path) -> None:
+    for name in (
+        "reliability_won.png",
+        "reliability_won_in_period.png",
+        "period_forecast.png",
+        "attainment_coverage.png",
+    ):
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("by_stage.csv", "by_week.csv", "periods.csv"):
+        assert len((report / name).read_text().splitlines()) > 2
+
+
+def test_censoring_effect_is_reported(report: Path) -> None:
+    censoring = json.loads((report / "metrics.json").read_text())["censoring"]
+    for effect in censoring.values():
+        assert 0 < effect["share_dropped"] < 1
+        assert 0 < effect["win_rate_rule"] < 1 and 0 < effect["win_rate_naive"] < 1
+
+
+def test_same_data_same_metrics(small_world: Path, report: Path, tmp_path: Path) -> None:
+    data = prepare(load_export(small_world))
+    write_report(run_backtest(data, config=BacktestConfig(quarters=2)), tmp_path)
+    assert (tmp_path / "metrics.json").read_text() == (report / "metrics.json").read_text()
