@@ -145,15 +145,21 @@ class Scorer:
         *,
         as_of: Sequence[TimeLike | None] | TimeLike | None = None,
         explain: bool = True,
+        trend: bool = True,
         top_k: int = 5,
     ) -> list[DealScore]:
+        """Scores of open deals at their as-of times (default now).
+
+        `explain`: drivers, factors and ranked actions; `trend` (with explain): the 7- and
+        30-day trend, which re-scores each deal as it stood then.
+        """
         bundle = self.bundle
         plan, model = bundle.plan, bundle.model
         times = _as_of_values(as_of, len(deals))
         tables = deal_tables_from_payloads(deals, plan)
         self._check(tables, times)
         index = np.arange(len(deals))
-        queries = trend_queries(tables, index, times) if explain else None
+        queries = trend_queries(tables, index, times) if explain and trend else None
         q_deals, q_times = (queries.deals, queries.as_of) if queries else (index, times)
         columns = feature_columns(tables, q_deals, q_times, plan=plan, reference=bundle.reference)
         now = {name: values[: len(deals)] for name, values in columns.items()}
@@ -173,7 +179,11 @@ class Scorer:
         change_7d = None
         actions = None
         if explain:
-            explanations = list(explain_deals(model, columns, trend=queries, top_k=top_k))
+            explanations = list(
+                explain_deals(model, now, trend=queries, top_k=top_k)
+                if queries is None
+                else explain_deals(model, columns, trend=queries, top_k=top_k)
+            )
             change_7d = np.array([_change(e, 7) for e in explanations if e is not None])
             actions = rank_actions(model, now, top_k=top_k)
         flags = risk_flags(now, prediction.won, change_7d=change_7d)
