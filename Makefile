@@ -23,9 +23,10 @@ help: ## list the targets
 install: $(VENV)/.installed ## create .venv and install dealcast with its dev extra
 
 .PHONY: run
-run: $(VENV)/.installed ## main job: generate the synthetic world into $(WORLD) and validate it
+run: $(VENV)/.installed ## main job: generate the synthetic world, validate it, train and register a champion
 	$(BIN)/dealcast generate --out $(WORLD) --opportunities $(OPPORTUNITIES) --seed $(SEED)
 	$(BIN)/dealcast validate $(WORLD)
+	$(BIN)/dealcast train --data $(WORLD)
 
 .PHONY: lint
 lint: $(VENV)/.installed ## ruff (lint + format check) and mypy
@@ -33,8 +34,14 @@ lint: $(VENV)/.installed ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+.PHONY: browser
+browser: ## headless Chromium from Debian's packages, for the manager page's browser tests
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing and this is not root: the page's browser tests will skip"; fi; }
+
 .PHONY: test
-test: lint ## lint, type-check and run the whole test suite
+test: lint browser ## lint, type-check and run the whole test suite
 	$(BIN)/python -m pytest
 
 .PHONY: bench
