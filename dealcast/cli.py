@@ -126,6 +126,52 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from features.loading import load_export
+    from models.bundle import load_scorer, model_uri
+    from serving.page import build_manager_view, render_manager_page, teams_of
+
+    export = load_export(args.data)
+    team = args.team
+    if team is None:
+        teams = teams_of(export)
+        if not teams:
+            print("dealcast report: the export has no team to report on", file=sys.stderr)
+            return 1
+        team = teams[0]
+        print(f"no --team given: reporting on {team!r}, the first of {len(teams)} teams")
+    scorer = load_scorer(args.model)
+    view = build_manager_view(
+        export, scorer, team=team, as_of=args.as_of, model_uri=model_uri(args.model)
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render_manager_page(view), encoding="utf-8")
+    print(f"wrote the {view.period} page of {team!r} as of {view.as_of.isoformat()} to {args.out}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.settings import load_settings
+
+    overrides = {
+        name: value
+        for name, value in (("host", args.host), ("port", args.port))
+        if value is not None
+    }
+    settings = load_settings(**overrides)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # logging is configured once, in main()
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dealcast",
@@ -195,6 +241,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="model URI (default: $DEALCAST_MODEL_URI or models:/dealcast@champion)",
     )
     score.set_defaults(run=_score)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (uvicorn, graceful shutdown)")
+    serve.add_argument(
+        "--host", default=None, help="address (default: $DEALCAST_HOST or 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default: $DEALCAST_PORT or 8000)"
+    )
+    serve.set_defaults(run=_serve)
+
+    report = commands.add_parser("report", help="the manager's page of a team as one HTML file")
+    report.add_argument("--data", type=Path, required=True, help="export folder")
+    report.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    report.add_argument(
+        "--team", default=None, help="team to report on (default: the first alphabetically)"
+    )
+    report.add_argument(
+        "--as-of",
+        type=_timestamp,
+        default=None,
+        help="the page as of this time (default: the export's last change)",
+    )
+    report.add_argument(
+        "--model",
+        default=None,
+        help="model URI (default: $DEALCAST_MODEL_URI or models:/dealcast@champion)",
+    )
+    report.set_defaults(run=_report)
     return parser
 
 

@@ -1,0 +1,76 @@
+"""The FastAPI application: `create_app()` builds it, its lifespan loads the model.
+
+Nothing happens at import: the settings are read and the model is loaded when the app starts
+(`uvicorn --factory serving.app:create_app`, or `dealcast serve`). If the model cannot be
+loaded the service still starts: /health answers, /ready says why it is not ready, scoring
+answers 503, and the watcher keeps trying.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import APIRouter, FastAPI
+
+from serving.auth import ApiKey
+from serving.errors import register_error_handlers
+from serving.limits import BodySizeLimit
+from serving.model_store import ModelStore
+from serving.routes import attainment, health, model, score
+from serving.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Win probabilities, quota attainment and explanations for B2B deals, learned from a CRM's
+opportunity history and compared with the forecasts sales teams already use (stage weight,
+commit).
+
+**Authentication**: every `/v1` route needs an API key, as `Authorization: Bearer KEY` or
+`X-API-Key: KEY`. `/health`, `/ready` and these docs are open.
+
+**Errors** share one shape: `{"error", "message", "problems": [{"path", "message"}]}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, store: ModelStore | None = None) -> FastAPI:
+    """The service. `store` replaces the model store built from the settings (tests)."""
+    settings = settings or load_settings()
+    store = store or ModelStore(
+        settings.model_uri,
+        tracking_uri=settings.mlflow_tracking_uri,
+        poll_seconds=settings.alias_poll_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auth == "off":
+            logger.warning("authentication is OFF (DEALCAST_AUTH=off): every caller is served")
+        logger.info("loading %s", settings.model_uri)
+        await anyio.to_thread.run_sync(store.start)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(store.stop)
+
+    app = FastAPI(
+        title="dealcast",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    register_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+
+    v1 = APIRouter(prefix="/v1", dependencies=[ApiKey])
+    v1.include_router(score.router)
+    v1.include_router(attainment.router)
+    v1.include_router(model.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,246 @@
+"""The model being served, and swapping it for a new one without failing a request.
+
+`ModelStore` holds the current `LoadedModel` behind one reference. A request reads the
+reference once, at its start, and works with that model to its end: replacing the reference
+never touches a model in use, so a swap cannot break an in-flight request, and Python's
+attribute assignment makes the replacement atomic.
+
+At start the store loads `DEALCAST_MODEL_URI`. An alias URI (`models:/NAME@ALIAS`) is resolved
+to a concrete version first, so what is loaded is exactly the version reported. A watcher
+thread then polls the alias every `poll_seconds`; when it points at a new version, that
+version is loaded and warmed up (its bundle's golden deal must score as recorded, to 1e-9)
+before the reference moves. A version that fails to load or to warm up is never served, is
+remembered as rejected (not retried until the alias moves again) and the old model keeps
+serving. Other URIs (a version, a run, a path) are not watched; if the first load fails, the
+watcher retries it until it succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from features.errors import DealcastError
+from models.bundle import DealcastModel, load_model
+from models.scoring import Scorer
+from serving.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+GOLDEN_TOLERANCE = 1e-9
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+Loader = Callable[[str], DealcastModel]
+
+
+class WarmUpFailed(DealcastError):
+    """A loaded model does not score its golden deal as recorded."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One loaded, warmed-up model and where it came from."""
+
+    model: DealcastModel
+    uri: str  # the concrete URI loaded (an alias resolved to its version)
+    name: str
+    version: str | None
+    alias: str | None
+    run_id: str | None
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def scorer(self) -> Scorer:
+        return self.model.scorer
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return tuple(self.model.bundle.plan.stages.all_stages)
+
+
+def check_golden(model: DealcastModel, *, tolerance: float = GOLDEN_TOLERANCE) -> None:
+    """Score the bundle's golden deal and compare with its recorded score."""
+    golden = model.bundle.golden
+    if not golden or "deal" not in golden or "expected" not in golden:
+        raise WarmUpFailed("the bundle has no golden deal to check")
+    score = model.scorer.score([golden["deal"]], as_of=[golden.get("as_of")], explain=False)[0]
+    got = {
+        "win_probability": score.win_probability,
+        "win_in_period_probability": score.win_in_period_probability,
+    }
+    for name, value in got.items():
+        expected = float(golden["expected"][name])
+        if not (math.isfinite(value) and abs(value - expected) <= tolerance):
+            raise WarmUpFailed(
+                f"golden deal {score.opportunity_id}: {name} {value!r}, recorded {expected!r}"
+            )
+
+
+def warm_up(model: DealcastModel) -> None:
+    """The golden check, then one explained score so that the first request pays nothing
+    extra (caches of the explanation and action code are filled)."""
+    check_golden(model)
+    golden = model.bundle.golden
+    model.scorer.score([golden["deal"]], as_of=[golden.get("as_of")], explain=True)
+
+
+class ModelStore:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        tracking_uri: str | None = None,
+        poll_seconds: float = 30.0,
+        loader: Loader = load_model,
+    ) -> None:
+        self.uri = uri
+        self.tracking_uri = tracking_uri
+        self.poll_seconds = poll_seconds
+        self._loader = loader
+        alias, version = _ALIAS_URI.match(uri), _VERSION_URI.match(uri)
+        self._alias: str | None = alias["alias"] if alias else None
+        named = alias or version
+        self._name: str | None = named["name"] if named else None
+        self._current: LoadedModel | None = None
+        self._error: str | None = "the model is not loaded yet"
+        self._rejected: dict[str, str] = {}  # version -> why it is not served
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._client: MlflowClient | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self._current
+
+    @property
+    def error(self) -> str | None:
+        """Why no model is served (None when one is), or the last failed swap."""
+        return self._error
+
+    @property
+    def watched(self) -> bool:
+        return self._alias is not None
+
+    def require(self) -> LoadedModel:
+        loaded = self._current
+        if loaded is None:
+            raise ModelUnavailable(f"no model is loaded: {self._error}")
+        return loaded
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, *, watch: bool = True) -> None:
+        """Load the model (errors are kept, not raised: the service runs and says why it is
+        not ready), then start the watcher."""
+        if self.tracking_uri:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+        self.refresh()
+        if watch and (self.watched or self._current is None):
+            self._watcher = threading.Thread(
+                target=self._watch, name="dealcast-model-watcher", daemon=True
+            )
+            self._watcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
+            self._watcher = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            if not self.watched and self._current is not None:
+                return
+            try:
+                self.refresh()
+            except Exception:  # the watcher must survive anything; the old model serves on
+                logger.exception("model watcher: refresh failed")
+
+    # ------------------------------------------------------------------ swapping
+
+    def refresh(self) -> bool:
+        """Load the model the URI names now, if it is not the one served; True on a swap."""
+        with self._refresh_lock:
+            target = self._target()
+            if target is None:
+                return False
+            uri, version = target
+            current = self._current
+            if current is not None and (not self.watched or current.version == version):
+                return False
+            if version is not None and version in self._rejected:
+                return False
+            try:
+                loaded = self._load(uri, version)
+            except Exception as error:  # any failure: the version is not served
+                reason = f"{uri}: {type(error).__name__}: {error}"
+                if version is not None:
+                    self._rejected[version] = reason
+                self._error = reason
+                logger.error("model %s not loaded, %s", uri, self._serving_note())
+                logger.error("reason: %s", reason)
+                return False
+            previous = self._current
+            self._current = loaded
+            self._error = None
+            logger.info(
+                "serving %s version %s (was %s)",
+                loaded.name,
+                loaded.version,
+                previous.version if previous else "none",
+            )
+            return True
+
+    def _serving_note(self) -> str:
+        current = self._current
+        return f"still serving version {current.version}" if current else "no model is served"
+
+    def _target(self) -> tuple[str, str | None] | None:
+        """The concrete URI to load and its version: the alias resolved now."""
+        if self._alias is None or self._name is None:
+            version = _VERSION_URI.match(self.uri)
+            return self.uri, version["version"] if version else None
+        try:
+            found = self._registry().get_model_version_by_alias(self._name, self._alias)
+        except Exception as error:  # the registry is down or the alias missing: keep serving
+            if self._current is None:
+                self._error = f"cannot resolve {self.uri}: {type(error).__name__}: {error}"
+            logger.warning("cannot resolve %s: %s", self.uri, error)
+            return None
+        return f"models:/{self._name}/{found.version}", str(found.version)
+
+    def _registry(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri, self.tracking_uri)
+        return self._client
+
+    def _load(self, uri: str, version: str | None) -> LoadedModel:
+        model = self._loader(uri)
+        warm_up(model)
+        run_id = None
+        if version is not None and self._name is not None:
+            run_id = self._registry().get_model_version(self._name, version).run_id
+        elif uri.startswith("runs:/"):
+            run_id = uri.removeprefix("runs:/").split("/", 1)[0]
+        name = self._name or str(model.bundle.metadata.get("name", "dealcast"))
+        return LoadedModel(
+            model=model,
+            uri=uri,
+            name=name,
+            version=version,
+            alias=self._alias,
+            run_id=run_id,
+        )

@@ -1,0 +1,250 @@
+"""Scores and forecasts as response models, with finite numbers only.
+
+A number the client reads as a probability, a contribution or revenue must be finite. Where
+a value may legitimately be unknown (a driver's missing value, the expected value of an
+action on a deal without amount, a trend too young to exist) a non-finite number becomes
+null. Where it may not (a probability, an interval, P(attain)), it is a fault of the model:
+`ModelOutputInvalid` (500, logged) answers instead, and the number never reaches the wire.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from models.actions import Action
+from models.explain import Driver, FactorEffect, TrendWindow
+from models.risk import RiskFlag
+from models.scoring import DealScore, PipelineForecast
+from serving.errors import ModelOutputInvalid
+from serving.model_store import LoadedModel
+from serving.schemas import (
+    ActionOut,
+    AtRiskDeal,
+    AttainmentRequest,
+    AttainmentResponse,
+    Baselines,
+    DataWindow,
+    DealScoreOut,
+    DriverOut,
+    FactorMoveOut,
+    FactorOut,
+    Interval,
+    ModelInfoResponse,
+    ModelRef,
+    PeriodForecasts,
+    RiskFlagOut,
+    ScoreResponse,
+    TrendOut,
+)
+
+AT_RISK_DRIVERS = 3
+
+
+def finite(value: float, path: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ModelOutputInvalid(f"the model produced a non-finite {path}; nothing was returned")
+    return number
+
+
+def finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def model_ref(loaded: LoadedModel) -> ModelRef:
+    return ModelRef(name=loaded.name, version=loaded.version)
+
+
+def _interval(bounds: tuple[float, float], path: str) -> Interval:
+    return Interval(low=finite(bounds[0], f"{path}.low"), high=finite(bounds[1], f"{path}.high"))
+
+
+def _baselines(values: Mapping[str, float], path: str) -> Baselines:
+    return Baselines(
+        stage_weight_crm=finite(values["stage_weight_crm"], f"{path}.stage_weight_crm"),
+        stage_weight_empirical=finite(
+            values["stage_weight_empirical"], f"{path}.stage_weight_empirical"
+        ),
+        commit=finite(values["commit"], f"{path}.commit"),
+    )
+
+
+def _flag(flag: RiskFlag) -> RiskFlagOut:
+    return RiskFlagOut(code=flag.code, severity=flag.severity, reason=flag.reason)
+
+
+def _driver(driver: Driver, path: str) -> DriverOut:
+    value = driver.value
+    return DriverOut(
+        factor=driver.factor,
+        feature=driver.feature,
+        value=value if isinstance(value, str) or value is None else finite_or_none(value),
+        contribution=finite(driver.contribution, f"{path}.contribution"),
+        sentence=driver.sentence,
+    )
+
+
+def _factor(effect: FactorEffect, path: str) -> FactorOut:
+    return FactorOut(
+        factor=effect.factor,
+        contribution=finite(effect.contribution, f"{path}.contribution"),
+        direction=effect.direction,
+        drivers=[_driver(d, f"{path}.drivers[{k}]") for k, d in enumerate(effect.drivers)],
+        sentence=effect.sentence,
+    )
+
+
+def _trend(window: TrendWindow, path: str) -> TrendOut:
+    return TrendOut(
+        days=window.days,
+        probability_then=finite_or_none(window.probability_then),
+        change=finite_or_none(window.change),
+        moves=[
+            FactorMoveOut(factor=m.factor, change=finite(m.change, f"{path}.moves[{k}].change"))
+            for k, m in enumerate(window.moves)
+        ],
+        sentence=window.sentence,
+    )
+
+
+def _action(action: Action, path: str) -> ActionOut:
+    return ActionOut(
+        lever=action.lever,
+        text=action.text,
+        delta_probability=finite(action.delta_probability, f"{path}.delta_probability"),
+        delta_in_period=finite(action.delta_in_period, f"{path}.delta_in_period"),
+        expected_value=finite_or_none(action.expected_value),
+        changes={name: finite_or_none(value) for name, value in action.changes.items()},
+    )
+
+
+def deal_score(score: DealScore, model: ModelRef, path: str) -> DealScoreOut:
+    return DealScoreOut(
+        opportunity_id=score.opportunity_id,
+        as_of=datetime.fromisoformat(score.as_of),
+        win_probability=finite(score.win_probability, f"{path}.win_probability"),
+        win_probability_interval=_interval(
+            score.win_probability_interval, f"{path}.win_probability_interval"
+        ),
+        win_in_period_probability=finite(
+            score.win_in_period_probability, f"{path}.win_in_period_probability"
+        ),
+        win_in_period_interval=_interval(
+            score.win_in_period_interval, f"{path}.win_in_period_interval"
+        ),
+        baselines=_baselines(score.baselines, f"{path}.baselines"),
+        baselines_in_period=_baselines(score.baselines_in_period, f"{path}.baselines_in_period"),
+        grade=score.grade,
+        risk_level=score.risk_level,  # type: ignore[arg-type]
+        risk_flags=[_flag(f) for f in score.risk_flags],
+        trend=[_trend(w, f"{path}.trend[{k}]") for k, w in enumerate(score.trend)],
+        drivers=[_driver(d, f"{path}.drivers[{k}]") for k, d in enumerate(score.drivers)],
+        factors=[_factor(f, f"{path}.factors[{k}]") for k, f in enumerate(score.factors)],
+        actions=[_action(a, f"{path}.actions[{k}]") for k, a in enumerate(score.actions)],
+        actions_disclaimer=score.actions_disclaimer,
+        warnings=list(score.warnings),
+        mode=score.mode,
+        model=model,
+    )
+
+
+def score_response(scores: Sequence[DealScore], loaded: LoadedModel) -> ScoreResponse:
+    model = model_ref(loaded)
+    return ScoreResponse(
+        model=model,
+        scores=[deal_score(s, model, f"scores[{i}]") for i, s in enumerate(scores)],
+    )
+
+
+def _at_risk(score: DealScore, path: str) -> AtRiskDeal:
+    return AtRiskDeal(
+        opportunity_id=score.opportunity_id,
+        amount=finite(score.amount, f"{path}.amount"),
+        win_probability=finite(score.win_probability, f"{path}.win_probability"),
+        win_in_period_probability=finite(
+            score.win_in_period_probability, f"{path}.win_in_period_probability"
+        ),
+        risk_level=score.risk_level,  # type: ignore[arg-type]
+        risk_flags=[_flag(f) for f in score.risk_flags],
+        drivers=[
+            _driver(d, f"{path}.drivers[{k}]")
+            for k, d in enumerate(score.drivers[:AT_RISK_DRIVERS])
+        ],
+    )
+
+
+def attainment_response(
+    forecast: PipelineForecast,
+    request: AttainmentRequest,
+    *,
+    as_of: pd.Timestamp,
+    loaded: LoadedModel,
+) -> AttainmentResponse:
+    result = forecast.attainment
+    baselines = forecast.baselines
+    return AttainmentResponse(
+        period=request.period,
+        team=request.team,
+        owner_id=request.owner_id,
+        as_of=as_of.to_pydatetime(),
+        quota=finite(result.quota, "quota"),
+        won_to_date=finite(result.won_to_date, "won_to_date"),
+        p_attain=finite(result.p_attain, "p_attain"),
+        p_attain_interval=_interval(
+            (result.p_attain_low, result.p_attain_high), "p_attain_interval"
+        ),
+        expected_revenue=finite(result.expected_revenue, "expected_revenue"),
+        p10=finite(result.p10, "p10"),
+        p50=finite(result.p50, "p50"),
+        p90=finite(result.p90, "p90"),
+        status=result.status,
+        status_reason=result.status_reason,
+        coverage=finite(result.coverage, "coverage"),
+        open_pipeline=finite(result.open_pipeline, "open_pipeline"),
+        remaining_quota=finite(result.remaining_quota, "remaining_quota"),
+        pipeline_needed=finite(result.pipeline_needed, "pipeline_needed"),
+        deals_needed=finite(result.deals_needed, "deals_needed"),
+        method=result.method,
+        at_risk=[_at_risk(s, f"at_risk[{i}]") for i, s in enumerate(forecast.at_risk)],
+        baselines=PeriodForecasts(
+            stage_weight_crm=finite(baselines["stage_weight_crm"], "baselines.stage_weight_crm"),
+            stage_weight_empirical=finite(
+                baselines["stage_weight_empirical"], "baselines.stage_weight_empirical"
+            ),
+            commit=finite(baselines["commit"], "baselines.commit"),
+            model=finite(forecast.model_forecast, "baselines.model"),
+        ),
+        model=model_ref(loaded),
+    )
+
+
+def model_info(loaded: LoadedModel) -> ModelInfoResponse:
+    metadata = loaded.model.bundle.metadata
+    window = metadata.get("data_window") or {}
+    training = metadata.get("training") or {}
+    backtest = metadata.get("backtest") or {}
+    return ModelInfoResponse(
+        name=loaded.name,
+        version=loaded.version,
+        alias=loaded.alias,
+        uri=loaded.uri,
+        run_id=loaded.run_id,
+        trained_at=metadata.get("trained_at"),
+        loaded_at=loaded.loaded_at,
+        data_window=DataWindow(start=window.get("start"), end=window.get("end")),
+        mode=training.get("mode"),
+        stages=list(loaded.stages),
+        backtest={
+            str(name): float(value)
+            for name, value in backtest.items()
+            if isinstance(value, int | float) and math.isfinite(value)
+        },
+        code_version=metadata.get("code_version"),
+    )

@@ -1,0 +1,117 @@
+"""The service's configuration: one typed `Settings`, read from the environment.
+
+Every variable is `DEALCAST_<FIELD>` (e.g. `DEALCAST_MODEL_URI`), except `MLFLOW_TRACKING_URI`,
+which keeps MLflow's own name so that one variable points training and serving at the same
+store. Unsafe configurations are refused at start, not discovered in production: running
+without API keys needs `DEALCAST_AUTH=off`, said explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from features.errors import DealcastError
+
+DEFAULT_MODEL_URI = "models:/dealcast@champion"
+# The hard batch limit of the API contract; a deployment may lower it, never raise it.
+MAX_BATCH = 1000
+
+
+class SettingsInvalid(DealcastError):
+    """The service's configuration is unusable; the message lists every problem."""
+
+
+def default_tracking_uri() -> str:
+    """MLflow's embedded SQLite store in the working directory, as `dealcast train` uses."""
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DEALCAST_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    model_uri: str = Field(
+        default=DEFAULT_MODEL_URI,
+        min_length=1,
+        description="the model to serve; an alias URI (models:/NAME@ALIAS) is watched",
+    )
+    # Comma-separated in the environment; SecretStr keeps them out of reprs and logs.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    auth: Literal["on", "off"] = "on"
+    max_body_bytes: int = Field(default=16 * 2**20, ge=1024)
+    max_batch: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
+    alias_poll_seconds: float = Field(default=30.0, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    shutdown_timeout_seconds: int = Field(default=10, ge=0)
+    # The folder of a CRM export, for the manager's page.
+    data_dir: Path | None = None
+    mlflow_tracking_uri: str = Field(
+        default_factory=default_tracking_uri,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _printable_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in keys:
+            if not key.get_secret_value().isprintable():
+                raise ValueError("an API key contains non-printable characters")
+        return keys
+
+    @model_validator(mode="after")
+    def _keys_or_auth_off(self) -> Settings:
+        """Refuse to run open by accident."""
+        if self.auth == "on" and not self.api_keys:
+            raise ValueError(
+                "no API keys: set DEALCAST_API_KEYS (comma-separated), or DEALCAST_AUTH=off to "
+                "run without authentication on purpose"
+            )
+        return self
+
+    @property
+    def alias_watched(self) -> bool:
+        return self.model_uri.startswith("models:/") and "@" in self.model_uri
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and `overrides`), checked; a bad value raises
+    `SettingsInvalid` naming each variable, never a traceback of the validator."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = "; ".join(_problem(problem["loc"], problem["msg"]) for problem in error.errors())
+        raise SettingsInvalid(f"invalid configuration: {problems}") from None
+    return settings
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    if not loc:
+        return message
+    name = str(loc[0])
+    variable = (
+        "MLFLOW_TRACKING_URI"
+        if name.lower() == "mlflow_tracking_uri"
+        else f"DEALCAST_{name.upper()}"
+    )
+    return f"{variable}: {message}"
