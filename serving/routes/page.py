@@ -1,0 +1,83 @@
+"""`GET /v1/teams/{team}/page`: the manager's page of a team, behind the API key.
+
+The page needs the CRM export the team's deals come from: the folder in `DEALCAST_DATA_DIR`,
+loaded (and validated) once and reloaded when its files change. Without it the route answers
+404 and says so. The HTML is the same one `dealcast report` writes: self-contained, with a
+content security policy that lets nothing load or run.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from features.loading import CrmExport, load_export
+from serving.dependencies import CurrentModel, SettingsDep
+from serving.errors import RequestInvalid, ServiceError, documented
+from serving.page import PageInputError, build_manager_view, render_manager_page
+
+router = APIRouter(tags=["page"])
+
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class PageUnavailable(ServiceError):
+    status = 404
+    code = "page_unavailable"
+
+
+class _Exports:
+    """The configured export, loaded once per change of its files."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, float] | None = None
+        self._export: CrmExport | None = None
+
+    def get(self, folder: Path) -> CrmExport:
+        stamp = max((p.stat().st_mtime for p in folder.iterdir() if p.is_file()), default=0.0)
+        key = (str(folder), stamp)
+        with self._lock:
+            if self._key != key or self._export is None:
+                self._export = load_export(folder)
+                self._key = key
+            return self._export
+
+
+_exports = _Exports()
+
+
+@router.get(
+    "/teams/{team}/page",
+    response_class=HTMLResponse,
+    summary="The manager's page of a team for the current quarter (HTML)",
+    responses=documented(401, 422, 503),
+)
+def team_page(
+    team: str, loaded: CurrentModel, settings: SettingsDep, as_of: datetime | None = None
+) -> HTMLResponse:
+    if settings.data_dir is None or not settings.data_dir.is_dir():
+        raise PageUnavailable(
+            "the manager's page needs the CRM export: set DEALCAST_DATA_DIR to its folder"
+        )
+    export = _exports.get(settings.data_dir)
+    when = None if as_of is None else pd.Timestamp(as_of)
+    if when is not None:
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    try:
+        view = build_manager_view(
+            export, loaded.scorer, team=team, as_of=when, model_uri=loaded.uri
+        )
+    except PageInputError as error:
+        raise RequestInvalid({"team" if "team" in str(error) else "as_of": str(error)}) from error
+    return HTMLResponse(render_manager_page(view), headers=HEADERS)
