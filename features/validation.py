@@ -487,6 +487,46 @@ def _resolve_stages(
     return salesforce_standard()
 
 
+def rate_on(currency: pd.Series, when: pd.Series, rates: pd.DataFrame) -> pd.Series:
+    """The rate of each currency on each date: the latest dated rate with valid_from <= the
+    date, else the undated rate; missing where neither exists. Used for history amounts
+    here and for quotas by the Salesforce importer."""
+    rates = rates.dropna(subset=["currency", "rate"])
+    has_dates = "valid_from" in rates.columns
+    undated = rates[rates["valid_from"].isna()] if has_dates else rates
+    rate = currency.map(undated.drop_duplicates("currency").set_index("currency")["rate"]).astype(
+        "float64"
+    )
+    dated = rates.dropna(subset=["valid_from"]) if has_dates else rates.iloc[:0]
+    if dated.empty:
+        return rate
+    probe = (
+        pd.DataFrame(
+            {
+                "position": np.arange(len(currency)),
+                "currency": currency.astype("string").to_numpy(),
+                "when": when.to_numpy(),
+            }
+        )
+        .astype({"currency": "string"})
+        .dropna(subset=["when", "currency"])
+    )
+    matched = pd.merge_asof(
+        probe.sort_values("when"),
+        dated.assign(currency=dated["currency"].astype("string")).sort_values("valid_from")[
+            ["currency", "valid_from", "rate"]
+        ],
+        left_on="when",
+        right_on="valid_from",
+        by="currency",
+        direction="backward",
+    ).set_index("position")["rate"]
+    dated_rate = pd.Series(
+        matched.reindex(np.arange(len(currency))).to_numpy(dtype="float64"), index=currency.index
+    )
+    return dated_rate.fillna(rate)
+
+
 def convert_currency(
     history: pd.DataFrame,
     rates: pd.DataFrame | None,
@@ -511,49 +551,20 @@ def convert_currency(
             out,
             history,
             history["currency"].notna(),
-            table="opportunity_history",
+            table=table,
             column="currency",
             expected="a rate in exchange_rates (required when amounts come in several currencies)",
             found=history["currency"],
             key_column="opportunity_id",
         )
         return history
-    rates = rates.dropna(subset=["currency", "rate"])
-    dated = rates.dropna(subset=["valid_from"]) if "valid_from" in rates.columns else rates.iloc[:0]
-    undated = rates[rates["valid_from"].isna()] if "valid_from" in rates.columns else rates
-    rate = (
-        history["currency"]
-        .map(undated.drop_duplicates("currency").set_index("currency")["rate"])
-        .astype("float64")
-    )
-    if not dated.empty:
-        probe = pd.DataFrame(
-            {
-                "position": np.arange(len(history)),
-                "currency": history["currency"].astype("string"),
-                "when": history["close_date"],
-            }
-        ).dropna(subset=["when", "currency"])
-        matched = pd.merge_asof(
-            probe.sort_values("when"),
-            dated.assign(currency=dated["currency"].astype("string")).sort_values("valid_from")[
-                ["currency", "valid_from", "rate"]
-            ],
-            left_on="when",
-            right_on="valid_from",
-            by="currency",
-            direction="backward",
-        ).set_index("position")["rate"]
-        dated_rate = pd.Series(
-            matched.reindex(np.arange(len(history))).to_numpy(dtype="float64"), index=history.index
-        )
-        rate = dated_rate.fillna(rate)
+    rate = rate_on(history["currency"], history["close_date"], rates)
     no_rate = history["currency"].notna() & rate.isna()
     _add_rows(
         out,
         history,
         no_rate,
-        table="opportunity_history",
+        table=table,
         column="currency",
         expected="a currency with a rate in exchange_rates valid on the close date",
         found=history["currency"],

@@ -36,6 +36,7 @@ from features.importers.salesforce_fields import (
 )
 from features.importers.source_files import ImportProblems, SourceFile, SourceTable
 from features.stages import StageConfig
+from features.validation import rate_on
 
 
 def fiscal_quarter(start: pd.Series, *, start_month: int = 1) -> pd.Series:
@@ -438,40 +439,6 @@ def with_open_first_period(source: SourceFile) -> tuple[SourceFile, int]:
     frame = source.frame.copy()
     frame.loc[early.to_numpy(), "StartDate"] = EARLIEST_RATE_DATE.strftime("%Y-%m-%d")
     return replace(source, frame=frame), int(early.sum())
-
-
-def rate_on(currency: pd.Series, when: pd.Series, rates: pd.DataFrame) -> pd.Series:
-    """The rate of each currency on each date: the latest dated rate with valid_from <= date,
-    else the undated (CurrencyType) rate; missing if neither exists.
-
-    The same rule as the loader's conversion of history amounts, applied here to quotas.
-    """
-    if rates.empty:
-        return pd.Series(float("nan"), index=currency.index)
-    undated = rates[rates["valid_from"].isna()].drop_duplicates("currency")
-    rate = currency.map(undated.set_index("currency")["rate"]).astype("float64")
-    dated = rates.dropna(subset=["valid_from"])
-    if dated.empty:
-        return rate
-    probe = pd.DataFrame(
-        {
-            "position": range(len(currency)),
-            "currency": currency.astype("string").reset_index(drop=True),
-            "when": when.reset_index(drop=True),
-        }
-    ).dropna(subset=["currency", "when"])
-    matched = pd.merge_asof(
-        probe.sort_values("when"),
-        dated.astype({"currency": "string"}).sort_values("valid_from")[
-            ["currency", "valid_from", "rate"]
-        ],
-        left_on="when",
-        right_on="valid_from",
-        by="currency",
-        direction="backward",
-    ).set_index("position")["rate"]
-    dated_rate = pd.Series(matched.reindex(range(len(currency))).to_numpy(), index=currency.index)
-    return dated_rate.fillna(rate)
 
 
 def map_quotas(
