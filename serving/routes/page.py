@@ -61,7 +61,11 @@ _exports = _Exports()
     "/teams/{team}/page",
     response_class=HTMLResponse,
     summary="The manager's page of a team for the current quarter (HTML)",
-    responses=documented(401, 422, 503),
+    # Errors answer JSON, though the page itself is HTML.
+    responses={
+        status: {**spec, "content": {"application/json": {}}}
+        for status, spec in documented(401, 404, 422, 503).items()
+    },
 )
 def team_page(
     team: str, loaded: CurrentModel, settings: SettingsDep, as_of: datetime | None = None
