@@ -322,18 +322,20 @@ def rank_actions(
     *,
     levers: tuple[Lever, ...] = LEVERS,
     top_k: int | None = None,
+    matrix: np.ndarray | None = None,
 ) -> list[DealActions]:
     """Each deal's levers that raise its win probability, best expected value first.
 
     All applicable levers of all deals are re-scored in one prediction per booster (`won`
-    and `won_in_period`)."""
+    and `won_in_period`). `matrix`, when given, is the encoding of `columns`."""
     plan = model.plan
     names = model.encoder_.names
     bound = _bind(levers, plan.catalog, names, plan.config.activity_windows_days)
     context = LeverContext(
         windows=plan.config.activity_windows_days, open_stages=len(plan.stages.open_stages)
     )
-    matrix = model.encoder_.transform(columns)
+    if matrix is None:
+        matrix = model.encoder_.transform(columns)
     n = len(matrix)
     categorical = set(model.encoder_.categorical)
     values = {name: matrix[:, j] for j, name in enumerate(names) if name not in categorical}

@@ -244,15 +244,18 @@ def explain_deals(
     *,
     trend: TrendQueries | None = None,
     top_k: int = 5,
+    matrix: np.ndarray | None = None,
 ) -> list[DealExplanation]:
     """Attributions grouped into factors, top drivers and (given `trend`) the 7- and 30-day
     trend of each deal.
 
     Without `trend`, `columns` are the deals now. With it, `columns` are the stacked rows of
     `trend.deals` / `trend.as_of` and the first `trend.n` are the deals now. One TreeSHAP call
-    for the deals now and one raw prediction for all trend windows."""
+    for the deals now and one raw prediction for all trend windows. `matrix`, when given, is
+    the encoding of `columns`."""
     catalog = _catalog_in_matrix_order(model)
-    matrix = model.encoder_.transform(columns)
+    if matrix is None:
+        matrix = model.encoder_.transform(columns)
     n = trend.n if trend is not None else len(matrix)
     attributions = attribute_matrix(model, matrix[:n])
     stage = np.asarray(columns["stage"], dtype=object)
@@ -322,21 +325,24 @@ class _Reader:
         return tuple(self.driver(i, int(j), float(row[j])) for j in order)
 
     def factors(self, i: int, row: np.ndarray, totals: np.ndarray) -> tuple[FactorEffect, ...]:
-        order = [int(j) for j in np.argsort(-np.abs(row), kind="stable")]
+        by_factor: list[list[int]] = [[] for _ in self.factor_names]
+        for j in np.argsort(-np.abs(row), kind="stable").tolist():
+            by_factor[self.factor_of[j]].append(j)
+        values: list[float] = row.tolist()
         effects = []
-        for g in np.argsort(-np.abs(totals), kind="stable"):
-            members = [j for j in order if self.factor_of[j] == g]
+        for g in np.argsort(-np.abs(totals), kind="stable").tolist():
+            members = by_factor[g]
             total = float(totals[g])
             direction = _direction(total, NEUTRAL_LOGODDS)
             agreeing = _distinct(
-                [j for j in members if np.sign(row[j]) == np.sign(total)], self.catalog
+                [j for j in members if _sign(values[j]) == _sign(total)], self.catalog
             )[:2]
             effects.append(
                 FactorEffect(
                     factor=self.factor_names[g],
                     contribution=total,
                     direction=direction,
-                    drivers=tuple(self.driver(i, j, float(row[j])) for j in members[:3]),
+                    drivers=tuple(self.driver(i, j, values[j]) for j in members[:3]),
                     sentence=_factor_sentence(
                         self.factor_names[g],
                         direction,
@@ -345,6 +351,10 @@ class _Reader:
                 )
             )
         return tuple(effects)
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,8 @@ class Scorer:
         q_deals, q_times = (queries.deals, queries.as_of) if queries else (index, times)
         columns = feature_columns(tables, q_deals, q_times, plan=plan, reference=bundle.reference)
         now = {name: values[: len(deals)] for name, values in columns.items()}
-        prediction = model.predict(now)
+        matrix = model.encoder_.transform(columns)  # once, for scores, SHAP and actions
+        prediction = model.predict(now, matrix=matrix[: len(deals)])
         frame = now
         baselines = {
             target: {
@@ -180,14 +181,12 @@ class Scorer:
         actions = None
         if explain:
             explanations = list(
-                explain_deals(model, now, trend=queries, top_k=top_k)
-                if queries is None
-                else explain_deals(model, columns, trend=queries, top_k=top_k)
+                explain_deals(model, columns, trend=queries, top_k=top_k, matrix=matrix)
             )
             change_7d = np.array([_change(e, 7) for e in explanations if e is not None])
-            actions = rank_actions(model, now, top_k=top_k)
+            actions = rank_actions(model, now, top_k=top_k, matrix=matrix[: len(deals)])
         flags = risk_flags(now, prediction.won, change_7d=change_7d)
-        unseen = model.encoder_.unseen(now)
+        unseen = prediction.unseen
         scores = []
         for i, deal in enumerate(deals):
             warnings = []
