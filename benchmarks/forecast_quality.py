@@ -1,13 +1,17 @@
 """Forecast quality on the synthetic world against issue 5's bars, recorded.
 
-Default settings, 4-quarter backtest, the 20,000-deal seed-1 world:
+Default settings, 4-quarter backtest, on 20,000-deal worlds of seeds 1 and 2 (each bar is
+checked on each world):
 - the model beats all three baselines on Brier score and log loss, overall and at weeks 1, 4,
   8 and 12, for both `won` and `won_in_period`;
 - ECE at most 0.02 (15 equal-count bins);
 - median APE of the team-quarter revenue forecast at week 8 at most 0.7 x the best baseline's;
-- the 80% attainment interval covers the actual revenue in 70% to 90% of team-quarters.
+- the 80% attainment interval covers the actual revenue in 70% to 90% of at least 40
+  team-quarters. A world has 2 to 8 teams (the synthetic-world spec), so a 4-quarter backtest
+  of one world holds at most 32: coverage is also pooled over the worlds, and that pooled
+  figure is the one held to the bar.
 
-    python benchmarks/forecast_quality.py [--opportunities 20000] [--seed 1] [--out DIR]
+    python benchmarks/forecast_quality.py [--opportunities 20000] [--seeds 1,2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -88,40 +92,67 @@ def checks(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def one_world(opportunities: int, seed: int, quarters: int, out: Path | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        world = Path(tmp) / "world"
+        write_world(generate_world(n_opportunities=opportunities, seed=seed), world)
+        started = time.perf_counter()
+        data = prepare(load_export(world))
+        result = run_backtest(data, config=BacktestConfig(quarters=quarters))
+        seconds = time.perf_counter() - started
+        if out is not None:
+            write_report(result, out / f"seed-{seed}")
+    verdict = checks(result.metrics)
+    return {
+        "seed": seed,
+        "test_quarters": result.metrics["data"]["test_quarters"],
+        "backtest_seconds": round(seconds, 1),
+        "all_hold": all(v["holds"] for v in verdict.values()),
+        "checks": verdict,
+        "headline": {
+            block: {name: result.metrics[block][name]["overall"] for name in result.metrics[block]}
+            for block in ("deal", "deal_in_period")
+        },
+        "censoring": result.metrics["censoring"],
+    }
+
+
+def pooled_coverage(worlds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The 80% interval's coverage over every world's team-quarter forecasts."""
+    figures = [w["checks"]["coverage_80"] for w in worlds]
+    forecasts = sum(f["forecasts"] for f in figures)
+    covered = sum(f["value"] * f["forecasts"] for f in figures)
+    team_quarters = sum(f["team_quarters"] for f in figures)
+    value = covered / forecasts
+    return {
+        "value": value,
+        "team_quarters": team_quarters,
+        "forecasts": forecasts,
+        "bar": [0.7, 0.9],
+        "minimum_team_quarters": 40,
+        "holds": 0.7 <= value <= 0.9 and team_quarters >= 40,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--opportunities", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", default="1,2", help="comma-separated world seeds")
     parser.add_argument("--quarters", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=None, help="also keep the report here")
+    parser.add_argument("--out", type=Path, default=None, help="also keep the reports here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        world = Path(tmp) / "world"
-        write_world(generate_world(n_opportunities=args.opportunities, seed=args.seed), world)
-        started = time.perf_counter()
-        data = prepare(load_export(world))
-        result = run_backtest(data, config=BacktestConfig(quarters=args.quarters))
-        seconds = time.perf_counter() - started
-        if args.out is not None:
-            write_report(result, args.out)
-    verdict = checks(result.metrics)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    worlds = [one_world(args.opportunities, seed, args.quarters, args.out) for seed in seeds]
+    pooled = pooled_coverage(worlds)
     save(
         "forecast_quality",
         {
             "opportunities": args.opportunities,
-            "seed": args.seed,
+            "seeds": seeds,
             "quarters": args.quarters,
-            "test_quarters": result.metrics["data"]["test_quarters"],
-            "backtest_seconds": round(seconds, 1),
-            "all_hold": all(v["holds"] for v in verdict.values()),
-            "checks": verdict,
-            "headline": {
-                block: {
-                    name: result.metrics[block][name]["overall"] for name in result.metrics[block]
-                }
-                for block in ("deal", "deal_in_period")
-            },
-            "censoring": result.metrics["censoring"],
+            "all_hold": all(w["all_hold"] for w in worlds) and pooled["holds"],
+            "coverage_80_pooled": pooled,
+            "worlds": worlds,
         },
     )
 
