@@ -2,19 +2,26 @@
 long won deals spent in each stage.
 
 A deal counts at time T by its state from its history rows stamped strictly before T, so a
-deal closed (or won) after T, or reopened after T, never informs a feature at T. The
-reference is computed once per distinct as-of time and cached; past the last row it holds,
-every time gives the same context, so a live service computes it once.
+deal closed (or won) after T, or reopened after T, never informs a feature at T. So the
+context at T depends only on how many of the reference's distinct row times precede T: times
+between two consecutive rows share one context. Contexts are cached under that count (the
+last `CACHE_SIZE` used), which lets a live service, whose requests ask for now, 7 and 30 days
+ago, compute each once until time passes the next row, and keeps the cache bounded.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from features.deals import DAY_NS, DealTables, Vocabulary
+
+# Contexts kept: a snapshot build asks for each as-of time once, in order; a service for a
+# handful (now, 7 and 30 days ago) again and again.
+CACHE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -41,11 +48,11 @@ class OutcomeReference:
     """The deals whose outcomes inform other deals' features (the training export, in serving)."""
 
     tables: DealTables
-    _cache: dict[int, Context] = field(default_factory=dict, repr=False)
+    _cache: OrderedDict[int, Context] = field(default_factory=OrderedDict, repr=False)
 
     def __post_init__(self) -> None:
         history = self.tables.history
-        self._last_time = int(history.time.max()) if history.time.size else 0
+        self._times = np.unique(history.time)
         # Visits: runs of consecutive rows in one open stage, ended by the next stage change.
         same = np.zeros(history.deal.size, dtype=bool)
         same[1:] = history.deal[1:] == history.deal[:-1]
@@ -63,12 +70,26 @@ class OutcomeReference:
         self._visit_end = history.time[ends]
         self._visit_days = (history.time[ends] - history.time[runs]) / DAY_NS
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (in a model bundle) without the cache: it is rebuilt on use."""
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._cache = OrderedDict()
+        if "_times" not in state:  # a bundle pickled before contexts were keyed by row count
+            self._times = np.unique(self.tables.history.time)
+
     def context_at(self, time_ns: int) -> Context:
         """Aggregates over deals as their history stood strictly before `time_ns`."""
-        key = time_ns if time_ns <= self._last_time else self._last_time + 1
+        key = int(np.searchsorted(self._times, time_ns, side="left"))  # row times < time_ns
         cached = self._cache.get(key)
-        if cached is None:
-            cached = self._cache[key] = self._compute(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        cached = self._cache[key] = self._compute(int(time_ns))
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
         return cached
 
     def _compute(self, time_ns: int) -> Context:

@@ -8,6 +8,7 @@ answers 503, and the watcher keeps trying.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,8 @@ from serving.routes import attainment, health, model, page, score
 from serving.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
+
+GC_YOUNG_THRESHOLD = 10_000
 
 DESCRIPTION = """
 Win probabilities, quota attainment and explanations for B2B deals, learned from a CRM's
@@ -49,6 +52,11 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auth == "off":
             logger.warning("authentication is OFF (DEALCAST_AUTH=off): every caller is served")
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        # A 1,000-deal request allocates ~150,000 objects (rows, then features); at Python's
+        # default young-generation threshold (700) the collector ran hundreds of times per
+        # batch: validating one took 77 ms against 58 ms with this threshold.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         logger.info("loading %s", settings.model_uri)
         await anyio.to_thread.run_sync(store.start)
         try:

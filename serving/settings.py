@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     shutdown_timeout_seconds: int = Field(default=10, ge=0)
+    # Threads that run the (CPU-bound, GIL-holding) scoring. More than the cores only adds
+    # GIL hand-offs: with 40 (anyio's default) an open-loop load queues up in threads that
+    # take turns every 5 ms, and the event loop waits behind them to read new requests.
+    worker_threads: int = Field(default=2, ge=1, le=64)
     # The folder of a CRM export, for the manager's page.
     data_dir: Path | None = None
     mlflow_tracking_uri: str = Field(

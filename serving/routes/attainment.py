@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
 from serving.checks import check_attainment, check_batch
+from serving.compute import json_response, run_scoring
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import documented
 from serving.present import attainment_response
@@ -43,25 +44,30 @@ ATTAINMENT_EXAMPLES: dict[str, Any] = {
         "`owner.team` says. An empty pipeline is valid. The baselines' forecasts (stage "
         "weights, commit) and the model's expected revenue come side by side.\n" + INPUT_POLICY
     ),
+    response_model=AttainmentResponse,
     responses=documented(401, 413, 422, 500, 503),
 )
-def attainment(
+async def attainment(
     request: Annotated[AttainmentRequest, Body(openapi_examples=ATTAINMENT_EXAMPLES)],
     loaded: CurrentModel,
     settings: SettingsDep,
-) -> AttainmentResponse:
+) -> Response:
     check_batch(len(request.deals), settings.max_batch)
-    plan = loaded.model.bundle.plan
-    as_of, period_end = check_attainment(
-        request, loaded.stages, fiscal_year_start_month=plan.config.fiscal_year_start_month
-    )
-    forecast = loaded.scorer.forecast_pipeline(
-        quota=request.quota,
-        won_to_date=request.won_to_date,
-        deals=[deal.model_dump() for deal in request.deals],
-        team=request.team,
-        period_end=period_end,
-        as_of=as_of,
-        explain=request.explain,
-    )
-    return attainment_response(forecast, request, as_of=as_of, loaded=loaded)
+
+    def work() -> AttainmentResponse:
+        plan = loaded.model.bundle.plan
+        as_of, period_end = check_attainment(
+            request, loaded.stages, fiscal_year_start_month=plan.config.fiscal_year_start_month
+        )
+        forecast = loaded.scorer.forecast_pipeline(
+            quota=request.quota,
+            won_to_date=request.won_to_date,
+            deals=[deal.model_dump() for deal in request.deals],
+            team=request.team,
+            period_end=period_end,
+            as_of=as_of,
+            explain=request.explain,
+        )
+        return attainment_response(forecast, request, as_of=as_of, loaded=loaded)
+
+    return json_response(await run_scoring(len(request.deals), work))

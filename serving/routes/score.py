@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
 from serving.checks import check_batch, check_deals
+from serving.compute import json_response, run_scoring
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import documented
 from serving.present import score_response
@@ -50,18 +51,23 @@ SCORE_EXAMPLES: dict[str, Any] = {
         "by expected value (change in probability x amount). Action effects are "
         "associations learned from past deals, not guarantees.\n" + INPUT_POLICY
     ),
+    response_model=ScoreResponse,
     responses=documented(401, 413, 422, 500, 503),
 )
-def score(
+async def score(
     request: Annotated[ScoreRequest, Body(openapi_examples=SCORE_EXAMPLES)],
     loaded: CurrentModel,
     settings: SettingsDep,
-) -> ScoreResponse:
+) -> Response:
     check_batch(len(request.deals), settings.max_batch)
-    check_deals(request.deals, loaded.stages)
-    payloads = [deal.model_dump() for deal in request.deals]
-    as_of = [deal.as_of or request.as_of for deal in request.deals]
-    scores = loaded.scorer.score(
-        payloads, as_of=as_of, explain=request.explain, top_k=request.top_k
-    )
-    return score_response(scores, loaded)
+
+    def work() -> ScoreResponse:
+        check_deals(request.deals, loaded.stages)
+        payloads = [deal.model_dump() for deal in request.deals]
+        as_of = [deal.as_of or request.as_of for deal in request.deals]
+        scores = loaded.scorer.score(
+            payloads, as_of=as_of, explain=request.explain, top_k=request.top_k
+        )
+        return score_response(scores, loaded)
+
+    return json_response(await run_scoring(len(request.deals), work))

@@ -16,7 +16,7 @@ from features.deals import DealTables
 from features.fiscal import snapshot_grid
 from features.loading import CrmExport, build_export, load_export
 from features.payload import deal_tables_from_payloads, deals_as_payloads
-from features.reference import OutcomeReference
+from features.reference import Context, OutcomeReference
 from features.snapshots import FeaturePlan, build_snapshots, compute_features
 from features.synthetic import generate_world, write_world
 from features.timestamps import to_ns
@@ -193,3 +193,27 @@ def test_a_request_payload_gets_the_pipelines_features(world: CrmExport) -> None
     )
     expected = picked[plan.feature_names].reset_index(drop=True)
     pd.testing.assert_frame_equal(live, expected)
+
+
+def _same_context(a: Context, b: Context) -> None:
+    for name in ("owner_closed", "owner_won", "account_closed", "account_won"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert (a.closed, a.won) == (b.closed, b.won)
+    assert a.won_stage_days.keys() == b.won_stage_days.keys()
+    for stage, days in a.won_stage_days.items():
+        np.testing.assert_array_equal(days, b.won_stage_days[stage])
+
+
+def test_cached_reference_contexts_equal_fresh_ones_at_any_time(world: CrmExport) -> None:
+    # Contexts are cached by how many row times precede T: times on a row, a nanosecond either
+    # side of it, between rows and past the last row must all read as a fresh computation.
+    plan = FeaturePlan.from_export(world)
+    tables = DealTables.from_export(world, plan.attributes)
+    cached = OutcomeReference(tables)
+    row_times = np.unique(tables.history.time)
+    rng = np.random.default_rng(5)
+    picks = rng.choice(row_times, 40, replace=False)
+    times = [int(t) + d for t in picks for d in (-1, 0, 1)] + [int(row_times[-1]) + 10**12]
+    for t in rng.permutation(times):  # out of order, so entries are hit, missed and evicted
+        _same_context(cached.context_at(int(t)), OutcomeReference(tables)._compute(int(t)))
+    assert len(cached._cache) <= 64
