@@ -10,10 +10,13 @@ Training windows at cut-off C (labels as known at C, see features.labels):
 than it can be won at all, so the in-period probability is capped by the won probability.
 
 Intervals (level `interval_level`, 80% by default): `ensemble` extra models are trained on
-bootstrap resamples of deals (whole deals, since a deal's snapshots are not independent)
-and calibrated like the main model. A deal's interval is the main probability moved by
-+-z standard deviations of the members' logits, so it is wide where resampling the deals
-changes the answer, that is where similar deals are few. Because an owner or a category the
+bootstrap resamples of deals (whole deals, since a deal's snapshots are not independent).
+A deal's interval is the main (calibrated) probability moved by +-z standard deviations of
+the members' raw logits, so it is wide where resampling the deals changes the answer, that
+is where similar deals are few. Raw, not calibrated: the isotonic calibrator is a step
+function, and members that disagree inside one step came out identical (a zero-width
+interval for 1% of the deals between 0.05 and 0.95). In small-data mode the spread is scaled
+by the trees' weight in the blend. Because an owner or a category the
 model never saw is not "thin data" to the trees (they fall back to the average), each such
 novelty adds `novelty_logit_sd` to the spread. The interval is about the probability (the
 model's uncertainty), not about the deal's outcome, which is 0 or 1.
@@ -129,18 +132,13 @@ class _Target:
     def probability(
         self, matrix: np.ndarray, frame: Columns, *, threads: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(calibrated probability, standard deviation of members' logits, raw margin)."""
+        """(calibrated probability, standard deviation of members' raw logits, raw margin)."""
         margin = raw_margin(self.booster, matrix, threads=threads)
         p = self.calibrate(expit(margin), frame)
         if not self.members:
             return p, np.zeros_like(p), margin
-        member_p = np.stack(
-            [
-                self.calibrate(expit(raw_margin(m, matrix, threads=threads)), frame)
-                for m in self.members
-            ]
-        )
-        return p, logit(np.clip(member_p, _EPS, 1 - _EPS)).std(axis=0, ddof=1), margin
+        members = np.stack([raw_margin(m, matrix, threads=threads) for m in self.members])
+        return p, members.std(axis=0, ddof=1) * self.blend, margin
 
     def calibrate(self, raw: np.ndarray, frame: Columns) -> np.ndarray:
         """The served probability from the main booster's raw probability: calibrated, and
