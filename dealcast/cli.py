@@ -11,8 +11,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from features.errors import DealcastError
+
+if TYPE_CHECKING:
+    from training.train import TrainConfig
 
 logger = logging.getLogger("dealcast")
 
@@ -55,15 +59,33 @@ def _timestamp(text: str) -> object:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def _run_config(args: argparse.Namespace) -> TrainConfig:
+    """A backtest's or a training run's settings: --config FILE, else the export's
+    dealcast.toml, else the defaults; then the flags given on the command line."""
+    from dealcast.config import load_config, with_settings
+
+    config = load_config(args.config, data_dir=args.data)
+    if args.quarters is not None:
+        config = with_settings(
+            config, {"backtest": {"quarters": args.quarters}}, source="--quarters"
+        )
+    return config
+
+
 def _backtest(args: argparse.Namespace) -> int:
+    from dealcast.config import FILE_NAME, config_to_toml
     from features.loading import load_export
-    from training.backtest import BacktestConfig, run_backtest
+    from training.backtest import run_backtest
     from training.dataset import prepare
     from training.report import write_report
 
-    data = prepare(load_export(args.data))
-    result = run_backtest(data, config=BacktestConfig(quarters=args.quarters))
+    config = _run_config(args)
+    data = prepare(load_export(args.data), config=config.feature)
+    result = run_backtest(data, config=config.backtest)
     files = write_report(result, args.out)
+    # The report carries the settings that made it: `--config OUT/dealcast.toml` reruns it.
+    (args.out / FILE_NAME).write_text(config_to_toml(config), encoding="utf-8")
+    files.append(args.out / FILE_NAME)
     print(f"wrote {len(files)} files to {args.out}")
     print(_backtest_summary(result.metrics))
     return 0
@@ -88,14 +110,9 @@ def _backtest_summary(metrics: dict) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.backtest import BacktestConfig
-    from training.train import TrainConfig, train
+    from training.train import train
 
-    outcome = train(
-        args.data,
-        cutoff=args.cutoff,
-        config=TrainConfig(backtest=BacktestConfig(quarters=args.quarters)),
-    )
+    outcome = train(args.data, cutoff=args.cutoff, config=_run_config(args))
     print(f"run {outcome.run_id}: registered dealcast version {outcome.version} as challenger")
     print(f"gate: {outcome.gate.summary}")
     print("champion: " + (f"version {outcome.version}" if outcome.promoted else "unchanged"))
@@ -115,11 +132,29 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from dealcast.config import differing_settings, read_config
     from features.loading import load_export
     from models.bundle import load_scorer, model_uri
     from models.scoring import score_export
 
+    # A model scores with the settings it was trained with; a file is checked all the same,
+    # and a feature setting it changes is named, since it cannot take effect.
+    loaded = read_config(args.config, data_dir=args.data)
     scorer = load_scorer(args.model)
+    for section, trained in (
+        ("features", scorer.bundle.plan.config),
+        ("model", scorer.bundle.model.config),
+    ):
+        for key, value in differing_settings(loaded.settings, section, trained).items():
+            logger.warning(
+                "%s sets %s.%s = %r, but the model was trained with %r: the model's own "
+                "settings are used",
+                loaded.source,
+                section,
+                key,
+                value,
+                getattr(trained, key),
+            )
     scores = score_export(load_export(args.data), scorer, as_of=args.as_of)
     scores.to_csv(args.out, index=False)
     print(f"scored {len(scores)} open deals with {model_uri(args.model)} into {args.out}")
@@ -172,6 +207,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_option(parser: argparse.ArgumentParser, *, scoring: bool = False) -> None:
+    what = (
+        "checked; the model's own settings are used, and one it differs on is named"
+        if scoring
+        else "flags given here override it"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=(
+            "settings file (TOML, see dealcast.example.toml); default: the export's "
+            f"dealcast.toml if it has one; {what}"
+        ),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dealcast",
@@ -207,7 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     backtest = commands.add_parser("backtest", help="rolling-origin backtest against baselines")
     backtest.add_argument("--data", type=Path, required=True, help="export folder")
     backtest.add_argument("--out", type=Path, required=True, help="report folder to write")
-    backtest.add_argument("--quarters", type=int, default=4, help="test quarters (K)")
+    backtest.add_argument(
+        "--quarters",
+        type=int,
+        default=None,
+        help="test quarters (K; default 4); overrides backtest.quarters of the config file",
+    )
+    _add_config_option(backtest)
     backtest.set_defaults(run=_backtest)
 
     train = commands.add_parser("train", help="train, log to MLflow, register, maybe promote")
@@ -218,7 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="train on data up to this time (default: all of it)",
     )
-    train.add_argument("--quarters", type=int, default=4, help="backtest quarters (K)")
+    train.add_argument(
+        "--quarters",
+        type=int,
+        default=None,
+        help="backtest quarters (K; default 4); overrides backtest.quarters of the config file",
+    )
+    _add_config_option(train)
     train.set_defaults(run=_train)
 
     promote = commands.add_parser("promote", help="move the champion alias (override/rollback)")
@@ -240,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="model URI (default: $DEALCAST_MODEL_URI or models:/dealcast@champion)",
     )
+    _add_config_option(score, scoring=True)
     score.set_defaults(run=_score)
 
     serve = commands.add_parser("serve", help="run the HTTP API (uvicorn, graceful shutdown)")
