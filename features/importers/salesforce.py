@@ -1,11 +1,25 @@
 """A Salesforce export (one CSV per object, API field names) converted into the data contract.
 
 `import_salesforce(src, out)` reads the object files in `src` (Opportunity.csv is required;
-OpportunityHistory, Task, Event, OpportunityContactRole, User, UserRole, ForecastingQuota,
-CurrencyType, DatedConversionRate, Account and OpportunityStage are used when present), checks
-every value it maps, and writes a contract export folder with `features.export_writer`.
+OpportunityHistory, OpportunityFieldHistory, Task, Event, OpportunityContactRole, User,
+UserRole, ForecastingQuota, CurrencyType, DatedConversionRate, Account, OpportunityStage,
+FiscalYearSettings, Period and Organization are used when present), checks every value it
+maps, and writes a contract export folder with `features.export_writer`.
 
 Decisions worth knowing:
+
+- Two classes of problems (spec "Bad input"). The importer refuses only what no repair can
+  mend: a file it cannot decode or parse as a table (a record with missing or extra fields), a
+  required column missing, an unparsable or unrepresentable key, time, number or boolean. The
+  repairable kinds (an empty history Amount, rows of one deal in the same second, deals closed
+  before their creation or created closed, history stamped before CreatedDate) are written as
+  they are, in the file's order, for the contract validator to repair and count.
+- Empty objects. A file with a header only (whatever its columns), or no bytes at all, is an
+  absent table and reported as such; only Opportunity, which the contract requires, must have
+  rows.
+- The fiscal year. Its first month comes from FiscalYearSettings, Period or Organization when
+  the export holds one (an explicit `fiscal_year_start_month` wins); it labels quota periods and
+  is written to `dealcast.toml` in the output folder, so that training uses the same quarters.
 
 - Currencies. Amounts stay in the currency they were entered in: every history row (and every
   opportunity) carries its ISO code in `currency`, and CurrencyType / DatedConversionRate become
@@ -27,6 +41,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import pandas as pd
 
@@ -39,20 +54,27 @@ from features.importers.salesforce_fields import (
     CONTACT_ROLE_COLUMNS,
     CURRENCY_COLUMNS,
     DATED_RATE_COLUMNS,
+    FIELD_HISTORY_COLUMNS,
+    FISCAL_YEAR_COLUMNS,
     HISTORY_COLUMNS,
     LEAKY_FIELDS,
     OPPORTUNITY_MAPPED,
+    ORGANIZATION_COLUMNS,
+    PERIOD_COLUMNS,
     QUOTA_COLUMNS,
     ROLE_COLUMNS,
     STAGE_COLUMNS,
     USER_COLUMNS,
 )
 from features.importers.salesforce_objects import (
+    FiscalYearStart,
     check_stage_names,
     contact_roles,
     empty_history,
+    fiscal_year_start,
     map_accounts,
     map_activities,
+    map_field_history,
     map_history,
     map_opportunities,
     map_owners,
@@ -71,6 +93,10 @@ from features.importers.source_files import (
 from features.stages import StageConfig
 
 logger = logging.getLogger(__name__)
+
+CONFIG_FILE: Final = "dealcast.toml"
+CONFIG_MARK: Final = "# written by dealcast import salesforce"
+HEADER_ONLY: Final = "header only: treated as absent"
 
 
 class SalesforceImportError(DealcastDataError):
@@ -97,6 +123,8 @@ class SalesforceImportReport:
     currencies: tuple[str, ...] = ()
     corporate_currency: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    fiscal_year_start_month: int = 1
+    fiscal_year_source: str = "the default (January)"
 
     def file(self, name: str) -> SourceFileReport:
         """The report of one source file, e.g. `report.file("Opportunity.csv")`."""
@@ -116,10 +144,14 @@ class SalesforceImportReport:
     def format(self) -> str:
         lines = [f"Salesforce export {self.src} -> {self.out}", "source files:"]
         for item in self.files:
+            if item.header_only:
+                lines.append(f"  {item.file}: {HEADER_ONLY}")
+                continue
             lines.append(
                 f"  {item.file}: {item.encoding}, booleans {item.booleans}, "
                 f"{item.rows_read} rows read, {item.rows_used} used"
             )
+            lines.append(f"    decoded: {item.decoding.describe()}")
             lines.extend(f"    skipped {n} rows: {reason}" for reason, n in item.skipped.items())
             leaky = [d for d in item.dropped_columns if d.leaky]
             if leaky:
@@ -135,6 +167,12 @@ class SalesforceImportReport:
             f"  {name}: {n} {'stages' if name == STAGES_FILE else 'rows'}"
             for name, n in self.rows_written.items()
         )
+        config = [p for p in self.written if p.name == CONFIG_FILE]
+        lines.append(
+            f"fiscal year starts in month {self.fiscal_year_start_month} "
+            f"(from {self.fiscal_year_source})"
+            + (f"; written to {config[0].name}" if config else "")
+        )
         if self.currencies:
             corporate = self.corporate_currency or "unknown"
             lines.append(
@@ -146,12 +184,42 @@ class SalesforceImportReport:
         return "\n".join(lines)
 
 
-def _stale_outputs(out: Path, writing: set[str]) -> list[Path]:
-    """Contract files already in `out` that this import would not overwrite."""
+def _written_by_us(path: Path) -> bool:
+    try:
+        return path.read_text(encoding="utf-8").startswith(CONFIG_MARK)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _stale_outputs(out: Path, writing: set[str]) -> list[tuple[Path, str]]:
+    """Files already in `out` that would mislead: contract files this import does not
+    overwrite (they would be read with the new ones), a `dealcast.toml` of an earlier import
+    that this one does not write, and a hand-written `dealcast.toml` it would overwrite.
+    """
     if not out.is_dir():
         return []
     names = {f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")} | {STAGES_FILE}
-    return sorted(p for p in out.iterdir() if p.name in names and p.name not in writing)
+    stale = [
+        (
+            p,
+            "an output folder without contract files this import does not write (they would "
+            "be read together with the new ones)",
+        )
+        for p in sorted(out.iterdir())
+        if p.name in names and p.name not in writing
+    ]
+    config = out / CONFIG_FILE
+    if config.is_file():
+        ours = _written_by_us(config)
+        if ours and CONFIG_FILE not in writing:
+            stale.append(
+                (config, "no dealcast.toml of an earlier import (this export sets no fiscal year)")
+            )
+        elif not ours and CONFIG_FILE in writing:
+            stale.append(
+                (config, "no hand-written dealcast.toml, which this import would overwrite")
+            )
+    return stale
 
 
 class _Reader:
@@ -165,11 +233,17 @@ class _Reader:
         self.notes: list[str] = []
 
     def open(self, object_name: str, known: tuple[str, ...]) -> SourceTable | None:
+        """The object's file as a table; None when there is no file, it cannot be read (a
+        problem is noted), or it has a header only (an absent table, noted in the report).
+        """
         path = self.files.get(object_name.lower())
         if path is None:
             return None
         source = read_source_file(path, known_columns=known, problems=self.problems)
         if source is None:
+            return None
+        if source.header_only:
+            self.read.append(SourceTable(source, self.problems))
             return None
         if object_name == "DatedConversionRate":
             source, opened = with_open_first_period(source)
@@ -182,21 +256,37 @@ class _Reader:
         self.read.append(table)
         return table
 
+    def header_only(self, object_name: str) -> bool:
+        return any(
+            t.source.header_only and t.source.path.stem.lower() == object_name.lower()
+            for t in self.read
+        )
+
     def unread(self) -> list[str]:
         read = {t.source.path for t in self.read}
         return [p.name for p in self.files.values() if p not in read]
 
 
 def _map_export(
-    reader: _Reader, *, start_month: int
-) -> tuple[dict[str, pd.DataFrame], StageConfig | None, str | None]:
-    """Every contract table of the export, the stage model, and the corporate currency."""
+    reader: _Reader, *, start_month: int | None
+) -> tuple[dict[str, pd.DataFrame], StageConfig | None, str | None, FiscalYearStart | None]:
+    """Every contract table of the export, the stage model, the corporate currency and the
+    fiscal year's first month as the export gives it (`start_month`, if given, labels quotas).
+    """
     tables: dict[str, pd.DataFrame] = {}
     opportunity_table = reader.open("Opportunity", (*OPPORTUNITY_MAPPED, *LEAKY_FIELDS))
     if opportunity_table is None:
         if "opportunity" not in reader.files:
             reader.problems.add(
                 "Opportunity.csv", None, None, "the Opportunity object's file", "no such file"
+            )
+        elif reader.header_only("Opportunity"):
+            reader.problems.add(
+                reader.files["opportunity"].name,
+                None,
+                None,
+                "at least one opportunity (the contract requires the table)",
+                "a header only",
             )
         opportunities = pd.DataFrame({"opportunity_id": pd.Series(dtype="string")})
     else:
@@ -212,10 +302,17 @@ def _map_export(
     else:
         history = empty_history("currency" in opportunities.columns)
         reader.notes.append(
-            "no OpportunityHistory.csv: opportunity_history is written empty, so every deal is "
-            "read from its current state (stage, amount, close_date) at created_at"
+            "no OpportunityHistory rows (no file, or a header only): opportunity_history is "
+            "written empty, so every deal is read from its current state (stage, amount, "
+            "close_date) at created_at"
         )
     tables["opportunity_history"] = history
+
+    field_history_table = reader.open("OpportunityFieldHistory", FIELD_HISTORY_COLUMNS)
+    if field_history_table is not None:
+        field_history = map_field_history(field_history_table, opportunities)
+        field_history_table.use(len(field_history))
+        tables["opportunity_field_history"] = field_history
 
     role_table = reader.open("OpportunityContactRole", CONTACT_ROLE_COLUMNS)
     roles = None if role_table is None else contact_roles(role_table, ids)
@@ -249,13 +346,23 @@ def _map_export(
     if not rates.empty:
         tables["exchange_rates"] = rates
 
+    fiscal = fiscal_year_start(
+        reader.open("FiscalYearSettings", FISCAL_YEAR_COLUMNS),
+        reader.open("Period", PERIOD_COLUMNS),
+        reader.open("Organization", ORGANIZATION_COLUMNS),
+    )
+    if start_month is None:
+        start_month = 1 if fiscal is None else fiscal.month
+
     currencies: set[str] = set()
     for frame in (opportunities, history):
         if "currency" in frame.columns:
             currencies |= set(frame["currency"].dropna().astype(str))
     quota_table = reader.open("ForecastingQuota", QUOTA_COLUMNS)
     if quota_table is not None:
-        tables["quotas"] = map_quotas(quota_table, rates, currencies, start_month=start_month)
+        quotas = map_quotas(quota_table, rates, currencies, start_month=start_month)
+        if quotas is not None:
+            tables["quotas"] = quotas
     _check_currencies(opportunity_table, history_table, rates, currencies, reader.problems)
 
     stages: StageConfig | None = None
@@ -269,50 +376,60 @@ def _map_export(
             check_stage_names(stages, [(t, f) for t, f in mapped if t is not None], reader.problems)
     else:
         reader.notes.append(
-            "no OpportunityStage.csv: the loader infers the stages from the history and IsWon"
+            "no OpportunityStage rows: the loader infers the stages from the history and IsWon"
         )
-    reader.notes.extend(
-        f"{name} is not a Salesforce object this importer reads" for name in reader.unread()
-    )
-    return tables, stages, corporate
+    unread = reader.unread()
+    if unread:
+        reader.notes.append(
+            f"{len(unread)} files are not Salesforce objects this importer reads, left as they "
+            "are: " + ", ".join(unread)
+        )
+    return tables, stages, corporate, fiscal
+
+
+def config_text(month: int, source: str) -> str:
+    """`dealcast.toml` of an import: the fiscal year's first month, for training to read."""
+    return f"{CONFIG_MARK}: from {source}\n[features]\nfiscal_year_start_month = {month}\n"
 
 
 def import_salesforce(
     src: Path,
     out: Path,
     *,
-    fiscal_year_start_month: int = 1,
+    fiscal_year_start_month: int | None = None,
 ) -> SalesforceImportReport:
     """Convert the Salesforce export in `src` into a contract export folder `out`.
 
     Raises SalesforceImportError, listing every problem, if the export is unusable; nothing is
     written then. `fiscal_year_start_month` labels quota periods (the training config's
-    setting of the same name); a fiscal year is named after the calendar year it ends in.
+    setting of the same name; a fiscal year is named after the calendar year it ends in); left
+    None, it comes from the export's FiscalYearSettings, Period or Organization, else January.
+    When the export gives the month, it is written to `out/dealcast.toml`.
     """
     src, out = Path(src), Path(out)
-    if not 1 <= fiscal_year_start_month <= 12:
+    if fiscal_year_start_month is not None and not 1 <= fiscal_year_start_month <= 12:
         raise ValueError(f"fiscal_year_start_month must be 1..12, got {fiscal_year_start_month}")
     problems = ImportProblems()
     if not src.is_dir():
         problems.add(str(src), None, None, "a folder of Salesforce CSV files", "no such folder")
         raise SalesforceImportError(ValidationReport(str(src), problems.violations))
     reader = _Reader(src, problems)
-    tables, stages, corporate = _map_export(reader, start_month=fiscal_year_start_month)
+    tables, stages, corporate, fiscal = _map_export(reader, start_month=fiscal_year_start_month)
+    month, source = _fiscal_year(fiscal_year_start_month, fiscal, reader.notes)
     writing = {f"{name}.csv" for name in tables} | ({STAGES_FILE} if stages else set())
-    for stale in _stale_outputs(out, writing):
-        problems.add(
-            str(out),
-            None,
-            None,
-            "an output folder without contract files this import does not write (they would "
-            "be read together with the new ones)",
-            stale.name,
-        )
+    if fiscal is not None:
+        writing.add(CONFIG_FILE)
+    for stale, expected in _stale_outputs(out, writing):
+        problems.add(str(out), None, None, expected, stale.name)
     if problems:
         raise SalesforceImportError(ValidationReport(str(src), problems.violations))
 
     stages_document = stages.to_yaml_dict() if stages is not None else None
     written = write_export(tables, out, stages=stages_document)
+    if fiscal is not None:
+        config = out / CONFIG_FILE
+        config.write_text(config_text(month, source), encoding="utf-8")
+        written.append(config)
     rows_written = {f"{name}.csv": len(frame) for name, frame in tables.items()}
     if stages is not None:
         rows_written[STAGES_FILE] = len(stages.all_stages)
@@ -333,9 +450,25 @@ def import_salesforce(
         currencies=tuple(sorted(currencies)),
         corporate_currency=corporate,
         notes=tuple(reader.notes),
+        fiscal_year_start_month=month,
+        fiscal_year_source=source,
     )
     logger.info("imported %s into %s: %s", src, out, rows_written)
     return report
+
+
+def _fiscal_year(
+    given: int | None, fiscal: FiscalYearStart | None, notes: list[str]
+) -> tuple[int, str]:
+    """The month that labels quotas and where it came from: the caller's, else the export's."""
+    if given is None:
+        return (1, "the default (January)") if fiscal is None else (fiscal.month, fiscal.source)
+    if fiscal is not None and fiscal.month != given:
+        notes.append(
+            f"--fiscal-year-start-month {given} overrides {fiscal.source}, which starts the "
+            f"fiscal year in month {fiscal.month}"
+        )
+    return given, "--fiscal-year-start-month"
 
 
 def _check_currencies(

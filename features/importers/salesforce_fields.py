@@ -132,6 +132,18 @@ QUOTA_COLUMNS = (
     "IsQuantity",
     "ForecastingTypeId",
 )
+FIELD_HISTORY_COLUMNS = (
+    "OpportunityId",
+    "CreatedDate",
+    "Field",
+    "NewValue",
+    "OldValue",
+    "IsDeleted",
+)
+# The fiscal year's first month: the org's setting, each fiscal year's definition, its periods.
+ORGANIZATION_COLUMNS = ("FiscalYearStartMonth",)
+FISCAL_YEAR_COLUMNS = ("StartMonth", "StartDate", "Name", "YearType", "IsStandardYear")
+PERIOD_COLUMNS = ("Type", "StartDate", "Number", "FiscalYearSettingsId")
 CURRENCY_COLUMNS = ("IsoCode", "ConversionRate", "IsCorporate", "IsActive")
 DATED_RATE_COLUMNS = ("IsoCode", "ConversionRate", "StartDate", "NextStartDate")
 ACCOUNT_RENAMES = {

@@ -7,7 +7,7 @@ table, and source columns not carried are recorded with theirs, for the import r
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -21,10 +21,14 @@ from features.importers.salesforce_fields import (
     CURRENCY_COLUMNS,
     DATED_RATE_COLUMNS,
     EARLIEST_RATE_DATE,
+    FIELD_HISTORY_COLUMNS,
+    FISCAL_YEAR_COLUMNS,
     FORECAST_CATEGORY_MAP,
     HISTORY_COLUMNS,
     OPPORTUNITY_MAPPED,
     OPPORTUNITY_PREFIX,
+    ORGANIZATION_COLUMNS,
+    PERIOD_COLUMNS,
     QUOTA_COLUMNS,
     REGION_COLUMNS,
     ROLE_COLUMNS,
@@ -211,10 +215,173 @@ def map_history(table: SourceTable, opportunities: pd.DataFrame) -> pd.DataFrame
     empty_amount = int((live & linked.notna() & frame["amount"].isna()).sum())
     if empty_amount:
         table.note(
-            f"{empty_amount} rows have an empty Amount; the contract requires one, so the "
-            "loader will report them"
+            f"{empty_amount} rows have an empty Amount: written empty, for the validator to "
+            "carry the deal's earlier amount forward (a repair it reports)"
         )
+    # Rows stay in the file's order: the validator orders rows of one deal at one instant by it.
     return frame[live & linked.notna()].reset_index(drop=True)
+
+
+def map_field_history(table: SourceTable, opportunities: pd.DataFrame) -> pd.DataFrame:
+    """`opportunity_field_history`: each tracked field's new value at the time it changed.
+
+    `old_value` is carried too (an extra column): a field's first tracked change says what it
+    held before, which is a point-in-time fact like the rest.
+    """
+    table.require("OpportunityId", "CreatedDate", "Field")
+    live = _live(table)
+    refs = table.text("OpportunityId", required=True)
+    linked = _link(refs, opportunities["opportunity_id"])
+    frame = pd.DataFrame(
+        {
+            "opportunity_id": linked,
+            "changed_at": table.timestamps("CreatedDate", required=True),
+            "field": table.text("Field", required=True),
+            "new_value": table.text("NewValue"),
+        }
+    )
+    if table.has("OldValue"):
+        frame["old_value"] = table.text("OldValue")
+    if not table.has("NewValue"):
+        table.note("no NewValue column: every new_value is written empty")
+    table.skip(
+        "OpportunityId is not an opportunity in Opportunity.csv",
+        live & refs.notna() & linked.isna(),
+    )
+    _drop_unmapped(table, FIELD_HISTORY_COLUMNS, "not part of the contract (system field)")
+    return frame[live & linked.notna()].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class FiscalYearStart:
+    """The fiscal year's first month as the export defines it, and which object said so."""
+
+    month: int
+    source: str
+
+
+_MONTH_EXPECTATION = "a month number from 1 to 12"
+
+
+def _months(table: SourceTable, column: str) -> pd.Series:
+    values = table.numbers(column)
+    bad = values.notna() & ~values.isin(range(1, 13))
+    table.problems.add_rows(table.name, column, bad, _MONTH_EXPECTATION, table.text(column))
+    return values.where(~bad).astype("Int64")
+
+
+def _latest_start_month(
+    table: SourceTable, starts: pd.Series, rows: pd.Series, what: str
+) -> int | None:
+    """The month of the latest start among `rows`, noting other months and mid-month starts."""
+    chosen = starts[rows & starts.notna()]
+    if chosen.empty:
+        return None
+    latest = chosen.max()
+    months = sorted(set(chosen.dt.month))
+    if len(months) > 1:
+        table.note(
+            f"{what}s start in months {', '.join(map(str, months))}: the latest, starting "
+            f"{latest:%Y-%m-%d}, is used"
+        )
+    if latest.day != 1:
+        table.note(
+            f"the {what} starting {latest:%Y-%m-%d} does not start on the 1st: dealcast's "
+            f"fiscal quarters start on the 1st of month {latest.month}"
+        )
+    return int(latest.month)
+
+
+def _from_settings(table: SourceTable) -> int | None:
+    live = _live(table)
+    if table.has("StartMonth"):
+        months = _months(table, "StartMonth")[live].dropna()
+        _drop_unmapped(table, FISCAL_YEAR_COLUMNS, "not used")
+        table.use(int(live.sum()))
+        return int(months.iloc[-1]) if len(months) else None
+    table.require("StartDate")
+    starts = table.dates("StartDate", required=True)
+    month = _latest_start_month(table, starts, live, "fiscal year")
+    present = starts.where(live)
+    if table.has("Name") and present.notna().any():
+        start = present.max()
+        latest = (present == start).to_numpy(dtype=bool, na_value=False)
+        name = table.text("Name").to_numpy(dtype=object)[latest][-1]
+        if isinstance(name, str) and name == str(start.year) and start.month != 1:
+            table.note(
+                f"Salesforce names the fiscal year starting {start:%Y-%m-%d} {name} (by its "
+                f"start); dealcast names it {start.year + 1} (by the year it ends in)"
+            )
+    _drop_unmapped(table, FISCAL_YEAR_COLUMNS, "not used")
+    table.use(int(live.sum()))
+    return month
+
+
+def _from_periods(table: SourceTable) -> int | None:
+    table.require("Type", "StartDate")
+    live = _live(table)
+    kind = table.text("Type").str.lower()
+    starts = table.dates("StartDate", required=True)
+    years = live & kind.eq("year").fillna(False)
+    month = _latest_start_month(table, starts, years, "fiscal year")
+    used = years
+    if month is None and table.has("Number"):
+        first_quarters = live & kind.eq("quarter").fillna(False) & table.numbers("Number").eq(1)
+        month = _latest_start_month(table, starts, first_quarters.fillna(False), "first quarter")
+        used = first_quarters.fillna(False)
+    if month is None:
+        table.note("no Year rows (nor Quarter rows numbered 1): the fiscal year is not known")
+    table.skip("not a Year period (or first Quarter) giving the fiscal year's start", live & ~used)
+    table.use(int(used.sum()))
+    _drop_unmapped(table, PERIOD_COLUMNS, "not used")
+    return month
+
+
+def _from_organization(table: SourceTable) -> int | None:
+    if not table.has("FiscalYearStartMonth"):
+        table.note("no FiscalYearStartMonth column: not used")
+        return None
+    months = _months(table, "FiscalYearStartMonth").dropna()
+    _drop_unmapped(table, ORGANIZATION_COLUMNS, "not used (organization settings)")
+    table.use(len(months))
+    return int(months.iloc[0]) if len(months) else None
+
+
+def fiscal_year_start(
+    settings: SourceTable | None,
+    periods: SourceTable | None,
+    organization: SourceTable | None,
+) -> FiscalYearStart | None:
+    """The first month of the fiscal year from FiscalYearSettings, else Period, else
+    Organization.FiscalYearStartMonth; None when the export holds none of them.
+
+    The objects are Salesforce's own (FiscalYearSettings.StartDate per fiscal year, Period rows
+    of Type Year or Quarter, Organization.FiscalYearStartMonth); a `StartMonth` column on
+    FiscalYearSettings, as some export tools write it, is read first. Where several objects
+    give a month and disagree, the first is used and the others are noted.
+    """
+    found: list[tuple[SourceTable, int]] = []
+    for table, read in (
+        (settings, _from_settings),
+        (periods, _from_periods),
+        (organization, _from_organization),
+    ):
+        if table is None:
+            continue
+        month = read(table)
+        if month is not None:
+            found.append((table, month))
+    if not found:
+        return None
+    first, month = found[0]
+    source = first.name.removesuffix(".csv")
+    for table, other in found[1:]:
+        if other != month:
+            table.note(
+                f"gives month {other} as the fiscal year's first; "
+                f"{first.name} (month {month}) is used"
+            )
+    return FiscalYearStart(month=month, source=source)
 
 
 def contact_roles(table: SourceTable, opportunity_ids: pd.Series) -> pd.DataFrame:
@@ -447,9 +614,21 @@ def map_quotas(
     deal_currencies: set[str],
     *,
     start_month: int,
-) -> pd.DataFrame:
-    """Quotas per owner and fiscal quarter, in the corporate currency (monthly rows summed)."""
-    table.require("QuotaOwnerId", "StartDate", "QuotaAmount")
+) -> pd.DataFrame | None:
+    """Quotas per owner and fiscal quarter, in the corporate currency (monthly rows summed).
+
+    None, with the rows counted as skipped, when the file lacks a revenue quota's columns: a
+    ForecastingQuota of another layout is an optional table that is not there, not a reason to
+    refuse the export.
+    """
+    missing = [c for c in ("QuotaOwnerId", "StartDate", "QuotaAmount") if not table.has(c)]
+    if missing:
+        table.skip(
+            f"the file has no {', '.join(missing)} column: no revenue quotas",
+            pd.Series(True, index=table.frame.index),
+        )
+        table.note("not used: quotas need QuotaOwnerId, StartDate and QuotaAmount")
+        return None
     live = _live(table)
     owner = table.text("QuotaOwnerId", required=True)
     start = table.dates("StartDate", required=True)

@@ -5,11 +5,19 @@ typed Series (text, times, dates, numbers, booleans) and records each bad value 
 `ImportProblems` rather than stopping at the first, so a person sees everything wrong with an
 export in one run. Nothing is coerced: a value that does not parse is a problem, an empty value
 is missing (and a problem only where the column must be filled).
+
+Decoding never garbles. Salesforce exports are UTF-8, Windows-1252, or both in one file (a
+Windows-1252 file that later lines were appended to in UTF-8, say), so each physical line is
+decoded on its own: as UTF-8 when it is valid UTF-8, else as Windows-1252. A file is decoded
+whole first and line by line only around the lines that are not UTF-8, which keeps clean files
+at C speed. NUL bytes (rich-text fields carry them) are removed and counted; a BOM and CRLF line
+ends are taken as they come; CRs and newlines inside quoted fields are kept as they are.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import logging
 import math
@@ -20,12 +28,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from features.errors import Violation
 
 logger = logging.getLogger(__name__)
 
-Encoding = Literal["utf-8", "utf-8-sig", "cp1252"]
 BooleanConvention = Literal["true/false", "1/0", "true/false and 1/0", "none"]
 
 _TRUE_WORDS = frozenset({"true"})
@@ -37,6 +46,22 @@ TIME_EXPECTATION = "an ISO 8601 date or time (e.g. 2026-03-31T14:05:00.000Z or 2
 DATE_EXPECTATION = "an ISO 8601 date (e.g. 2026-03-31)"
 NUMBER_EXPECTATION = "a finite number (e.g. 12500.00)"
 BOOLEAN_EXPECTATION = "a boolean: true/false or 1/0"
+# dealcast computes on nanosecond timestamps; a time outside their range would wrap around.
+EARLIEST_TIME = pd.Timestamp.min.ceil("D").tz_localize("UTC")
+LATEST_TIME = pd.Timestamp.max.floor("D").tz_localize("UTC")
+RANGE_EXPECTATION = (
+    f"a time dealcast can represent (from {EARLIEST_TIME:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d})"
+)
+
+# The five bytes Windows-1252 leaves undefined. Windows (MultiByteToWideChar) decodes them to
+# the C1 control characters of the same value, as Latin-1 does; so does dealcast, losslessly,
+# and counts them (the contract's validator cleans control characters out of text).
+UNDEFINED_CP1252 = b"\x81\x8d\x8f\x90\x9d"
+_CP1252_FROM_LATIN1 = {
+    byte: bytes([byte]).decode("cp1252")
+    for byte in range(0x80, 0xA0)
+    if bytes([byte]) not in UNDEFINED_CP1252
+}
 
 
 class ImportProblems:
@@ -83,33 +108,213 @@ def _describe(value: object, omitted: bool) -> str | None:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+Encoding = Literal["ascii", "utf-8", "cp1252"]
+
+
 @dataclass(frozen=True)
-class SourceFile:
-    """One raw CSV file as text cells: `frame` holds str values, NaN where a cell is empty."""
+class Decoding:
+    """What decoding one file found, for the import report.
 
-    name: str
-    path: Path
-    encoding: Encoding
-    frame: pd.DataFrame
+    `lines` counts physical lines (the header too) by how they were decoded: `ascii` lines read
+    the same in every encoding, `utf-8` lines hold non-ASCII UTF-8, `cp1252` lines are not valid
+    UTF-8 and were read as Windows-1252. `undefined_bytes` counts the cp1252 bytes with no
+    character (kept as C1 control characters); `nul_removed` the NUL bytes taken out.
+    """
+
+    lines: dict[Encoding, int]
+    bom: bool = False
+    nul_removed: int = 0
+    undefined_bytes: int = 0
+    line_ends: str = "none"
+
+    @property
+    def encoding(self) -> str:
+        """One word for the file: `utf-8`, `cp1252`, or `utf-8 + cp1252` when lines mix both."""
+        found = [name for name in ("utf-8", "cp1252") if self.lines.get(name)]
+        return " + ".join(found) if found else "utf-8"
+
+    def describe(self) -> str:
+        counts = ", ".join(
+            f"{self.lines[name]} {name}"
+            for name in ("ascii", "utf-8", "cp1252")
+            if self.lines.get(name)
+        )
+        parts = [f"lines {counts or 'none'}", f"{self.line_ends} line ends"]
+        if self.bom:
+            parts.append("UTF-8 BOM")
+        if self.nul_removed:
+            parts.append(f"{self.nul_removed} NUL bytes removed")
+        if self.undefined_bytes:
+            parts.append(
+                f"{self.undefined_bytes} bytes undefined in cp1252 kept as C1 control characters"
+            )
+        return "; ".join(parts)
 
 
-def decode(data: bytes) -> tuple[str, Encoding]:
-    """Decode a file as Salesforce writes it: UTF-8 (maybe with a BOM), else Windows-1252.
+def _cp1252(line: bytes) -> str:
+    return line.decode("latin-1").translate(_CP1252_FROM_LATIN1)
 
-    Windows-1252 accepts almost any byte sequence, so UTF-8 is tried first: text that decodes
-    as UTF-8 is UTF-8 in practice. Raises UnicodeDecodeError (or ValueError for UTF-16) otherwise.
+
+def _line_ends(data: bytes) -> str:
+    crlf = data.count(b"\r\n")
+    lf = data.count(b"\n") - crlf
+    if crlf and lf:
+        return f"mixed ({crlf} CRLF, {lf} LF)"
+    return "CRLF" if crlf else "LF" if lf else "no"
+
+
+def _non_ascii_lines(data: bytes) -> int:
+    """How many physical lines hold a byte >= 0x80 (vectorised: one pass over the bytes)."""
+    octets = np.frombuffer(data, dtype=np.uint8)
+    high = np.flatnonzero(octets >= 0x80)
+    if not len(high):
+        return 0
+    newlines = np.flatnonzero(octets == 0x0A)
+    return len(np.unique(np.searchsorted(newlines, high)))
+
+
+def decode(data: bytes) -> tuple[str, Decoding]:
+    """Decode a file as Salesforce writes it, line by line: UTF-8, else Windows-1252.
+
+    Windows-1252 accepts almost any byte sequence, so UTF-8 is tried first: a line that decodes
+    as UTF-8 is UTF-8 in practice (Windows-1252 text whose non-ASCII bytes happen to form valid
+    UTF-8, such as a literal `Ã©`, is vanishingly rare). The whole file is decoded at once; each
+    failure decodes the one line holding it as Windows-1252 and resumes after it, so the work is
+    linear in the file and the Python loop runs once per non-UTF-8 line. A newline byte never
+    occurs inside a UTF-8 or Windows-1252 character, so splitting at it is safe. Raises
+    ValueError for UTF-16 (with or without BOM), which Salesforce does not write.
     """
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ValueError("the file is UTF-16; save it as UTF-8 or Windows-1252")
-    if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "utf-8-sig"
+    bom = data.startswith(codecs.BOM_UTF8)
+    if bom:
+        data = data[len(codecs.BOM_UTF8) :]
+    nul = data.count(b"\x00")
+    if nul and nul * 4 > len(data):
+        raise ValueError(
+            f"{nul} of its {len(data)} bytes are NUL: the file looks like UTF-16 without a BOM; "
+            "save it as UTF-8 or Windows-1252"
+        )
+    if nul:
+        data = data.replace(b"\x00", b"")
+    parts: list[str] = []
+    cp1252_lines = 0
+    undefined = 0
+    view = memoryview(data)
+    position = 0
+    while position < len(data):
+        try:
+            parts.append(codecs.utf_8_decode(view[position:], "strict", True)[0])
+            break
+        except UnicodeDecodeError as error:
+            bad = position + error.start
+            start = max(position, data.rfind(b"\n", position, bad) + 1)
+            end = data.find(b"\n", bad)
+            end = len(data) if end < 0 else end + 1
+            parts.append(codecs.utf_8_decode(view[position:start], "strict", True)[0])
+            line = data[start:end]
+            undefined += sum(line.count(bytes([byte])) for byte in UNDEFINED_CP1252)
+            parts.append(_cp1252(line))
+            cp1252_lines += 1
+            position = end
+    total = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+    non_ascii = _non_ascii_lines(data)
+    decoding = Decoding(
+        lines={
+            "ascii": total - non_ascii,
+            "utf-8": non_ascii - cp1252_lines,
+            "cp1252": cp1252_lines,
+        },
+        bom=bom,
+        nul_removed=nul,
+        undefined_bytes=undefined,
+        line_ends=_line_ends(data),
+    )
+    return "".join(parts), decoding
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One raw CSV file as text cells: `frame` holds str values, NaN where a cell is empty.
+
+    `header_only` marks a file with no data rows (or no bytes at all): an absent table.
+    """
+
+    name: str
+    path: Path
+    decoding: Decoding
+    frame: pd.DataFrame
+    header_only: bool = False
+
+    @property
+    def encoding(self) -> str:
+        return self.decoding.encoding
+
+
+def _header(text: str) -> list[str] | None:
+    """The first record's fields (a header may quote its names), None for a file without one."""
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text = data.decode("cp1252")
-        if "\x00" in text:
-            raise ValueError("the file holds NUL bytes, so it is not Windows-1252 text") from None
-        return text, "cp1252"
+        return next(csv.reader(io.StringIO(text)))
+    except StopIteration:
+        return None
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Column names made unique as pandas does (`Name`, `Name.1`), so each selects one column."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name}.{count}")
+    return unique
+
+
+def _parse_rows(text: str, width: int, name: str, problems: ImportProblems) -> pd.DataFrame | None:
+    """Every record as `width` text cells, or None after noting each record of another width.
+
+    Arrow's reader parses quoted newlines and CRs inside fields, keeps every cell as text and
+    calls back once per record whose field count differs from the header's, so one bad record
+    is one problem naming its row, not a shifted table (pandas takes a first row with an extra
+    field as an index column and pads short rows silently).
+    """
+    bad: list[tuple[int | None, int]] = []
+
+    def invalid_row(row: pa_csv.InvalidRow) -> str:
+        bad.append((row.number, row.actual_columns))
+        return "skip"
+
+    columns = [f"f{i}" for i in range(width)]
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(text.encode("utf-8")),
+            # Serial parsing is what gives each bad record its row number.
+            read_options=pa_csv.ReadOptions(column_names=columns, use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                newlines_in_values=True, invalid_row_handler=invalid_row
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(columns, pa.string()),
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid as error:
+        problems.add(name, None, None, "a well-formed CSV file", str(error))
+        return None
+    for number, fields in bad:
+        row = None if number is None else number - 1
+        problems.add(
+            name,
+            None,
+            row,
+            f"a row of {width} fields, as many as the header has",
+            f"{fields} fields",
+        )
+    if bad:
+        return None
+    return table.slice(1).to_pandas()
 
 
 def read_source_file(
@@ -118,25 +323,26 @@ def read_source_file(
     """Read a raw CSV as text cells, naming columns by their API names (case-insensitively).
 
     Data Loader writes headers in upper case (`ACCOUNTID`), the weekly export in API case
-    (`AccountId`); both map onto `known_columns`. Returns None (with a problem) if unreadable.
+    (`AccountId`); both map onto `known_columns`. Returns None (with a problem) if unreadable:
+    not a UTF-8 or Windows-1252 file, or a record whose field count is not the header's.
     """
     try:
-        text, encoding = decode(path.read_bytes())
-    except (UnicodeDecodeError, ValueError, OSError) as error:
+        text, decoding = decode(path.read_bytes())
+    except (ValueError, OSError) as error:
         problems.add(path.name, None, None, "a UTF-8 or Windows-1252 CSV file", str(error))
         return None
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        problems.add(path.name, None, None, "a CSV file with a header row", "an empty file")
-        return None
-    except pd.errors.ParserError as error:
-        problems.add(path.name, None, None, "a well-formed CSV file", str(error))
-        return None
+    header = _header(text)
+    if header is None:
+        empty = pd.DataFrame()
+        return SourceFile(path.name, path, decoding, empty, header_only=True)
     canonical = {name.lower(): name for name in known_columns}
-    frame.columns = [canonical.get(str(c).strip().lower(), str(c).strip()) for c in frame.columns]
-    logger.info("read %s: %d rows, %s", path.name, len(frame), encoding)
-    return SourceFile(name=path.name, path=path, encoding=encoding, frame=frame)
+    names = _unique_names([canonical.get(c.strip().lower(), c.strip()) for c in header])
+    frame = _parse_rows(text, len(header), path.name, problems)
+    if frame is None:
+        return None
+    frame.columns = names
+    logger.info("read %s: %d rows, %s", path.name, len(frame), decoding.encoding)
+    return SourceFile(path.name, path, decoding, frame, header_only=frame.empty)
 
 
 @dataclass(frozen=True)
@@ -158,13 +364,19 @@ class SourceFileReport:
     """What the importer read from one file and what it did with it."""
 
     file: str
-    encoding: Encoding
+    decoding: Decoding
     booleans: BooleanConvention
     rows_read: int
     rows_used: int
     skipped: dict[str, int] = field(default_factory=dict)
     dropped_columns: tuple[DroppedColumn, ...] = ()
     notes: tuple[str, ...] = ()
+    header_only: bool = False
+
+    @property
+    def encoding(self) -> str:
+        """`utf-8`, `cp1252`, or `utf-8 + cp1252` (see `Decoding` for the counts by line)."""
+        return self.decoding.encoding
 
 
 class SourceTable:
@@ -234,7 +446,9 @@ class SourceTable:
         parsed = pd.Series(parsed, index=self.frame.index).astype("datetime64[us, UTC]")
         bad = values.notna() & parsed.isna()
         self.problems.add_rows(self.name, column, bad, expectation, values)
-        return values, parsed
+        unrepresentable = ((parsed < EARLIEST_TIME) | (parsed > LATEST_TIME)).fillna(False)
+        self.problems.add_rows(self.name, column, unrepresentable, RANGE_EXPECTATION, values)
+        return values, parsed.mask(unrepresentable)
 
     def timestamps(self, column: str, *, required: bool = False) -> pd.Series:
         """Times in UTC; naive times are UTC, as Salesforce exports them."""
@@ -303,11 +517,12 @@ class SourceTable:
         )
         return SourceFileReport(
             file=self.name,
-            encoding=self.source.encoding,
+            decoding=self.source.decoding,
             booleans=booleans,
             rows_read=len(self.frame),
             rows_used=self.rows_used,
             skipped=dict(self._skipped),
             dropped_columns=tuple(self._dropped),
             notes=tuple(self._notes),
+            header_only=self.source.header_only,
         )

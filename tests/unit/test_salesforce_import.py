@@ -349,9 +349,15 @@ def test_encodings_and_boolean_conventions_are_reported(
     imported: tuple[SalesforceImportReport, Path],
 ) -> None:
     report, out = imported
-    assert report.file("Opportunity.csv").encoding == "utf-8-sig"
+    opportunity = report.file("Opportunity.csv").decoding
+    assert (opportunity.encoding, opportunity.bom, opportunity.line_ends) == ("utf-8", True, "CRLF")
+    # Header and six rows; the two with "é" and "ü" are UTF-8, the others ASCII.
+    assert opportunity.lines == {"ascii": 3, "utf-8": 2, "cp1252": 0}
     assert report.file("OpportunityHistory.csv").encoding == "utf-8"
-    assert report.file("Account.csv").encoding == "cp1252"
+    assert report.file("OpportunityHistory.csv").decoding.bom is False
+    account = report.file("Account.csv").decoding
+    assert account.encoding == "cp1252"
+    assert account.lines == {"ascii": 2, "utf-8": 0, "cp1252": 2}
     assert report.file("Opportunity.csv").booleans == "true/false"
     assert report.file("OpportunityHistory.csv").booleans == "1/0"
     assert report.file("User.csv").booleans == "1/0"
@@ -365,6 +371,7 @@ def test_encodings_and_boolean_conventions_are_reported(
     )
     text = report.format()
     assert "Account.csv: cp1252, booleans none" in text
+    assert "decoded: lines 2 ascii, 2 cp1252; CRLF line ends" in text
     assert "OpportunityHistory.csv: utf-8, booleans 1/0" in text
 
 
