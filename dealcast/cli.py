@@ -44,7 +44,9 @@ def _validate(args: argparse.Namespace) -> int:
 def _import_salesforce(args: argparse.Namespace) -> int:
     from features.importers.salesforce import import_salesforce
 
-    report = import_salesforce(args.src, args.out)
+    report = import_salesforce(
+        args.src, args.out, fiscal_year_start_month=args.fiscal_year_start_month
+    )
     print(report.format())
     return 0
 
@@ -255,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     salesforce = sources.add_parser("salesforce", help="a Salesforce export (CSV per object)")
     salesforce.add_argument("src", type=Path, help="folder of Salesforce object CSVs")
     salesforce.add_argument("--out", type=Path, required=True, help="contract export to write")
+    salesforce.add_argument(
+        "--fiscal-year-start-month",
+        type=int,
+        choices=range(1, 13),
+        default=None,
+        metavar="1-12",
+        help="first month of the fiscal year, labelling quota periods (default: the export's "
+        "FiscalYearSettings, Period or Organization, else 1 = January)",
+    )
     salesforce.set_defaults(run=_import_salesforce)
 
     backtest = commands.add_parser("backtest", help="rolling-origin backtest against baselines")
