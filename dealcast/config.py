@@ -281,7 +281,9 @@ def check_settings(raw: Mapping[str, Any], *, source: str) -> Settings:
             try:
                 settings.setdefault(section, {})[key] = setting.convert(value)
             except _Mismatch:
-                problems.append(f"{section}.{key}: expected {setting.expected}, got {_shown(value)}")
+                problems.append(
+                    f"{section}.{key}: expected {setting.expected}, got {_shown(value)}"
+                )
     if problems:
         raise ConfigError(source, problems)
     return settings
@@ -336,7 +338,7 @@ def build_config(
     def assemble(instance: Any, path: tuple[str, ...]) -> Any:
         changes: dict[str, Any] = {}
         for f in fields(instance):
-            inner = path + (f.name,)
+            inner = (*path, f.name)
             if inner in section_at:
                 changes[f.name] = assemble(getattr(instance, f.name), inner)
         section = section_at[path]
