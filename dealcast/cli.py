@@ -67,10 +67,23 @@ def _run_config(args: argparse.Namespace) -> TrainConfig:
     from dealcast.config import load_config, with_settings
 
     config = load_config(args.config, data_dir=args.data)
-    if args.quarters is not None:
-        config = with_settings(
-            config, {"backtest": {"quarters": args.quarters}}, source="--quarters"
+    given = {
+        flag: value
+        for flag, value in (
+            ("--quarters", args.quarters),
+            ("--step", args.step),
+            ("--folds", args.folds),
         )
+        if value is not None
+    }
+    if "--quarters" in given and len(given) > 1:
+        raise DealcastError("--quarters K means --step quarter --folds K: give one or the other")
+    backtest: dict[str, object] = {"step": args.step, "folds": args.folds}
+    if args.quarters is not None:
+        backtest = {"step": "quarter", "folds": args.quarters}
+    flags = {key: value for key, value in backtest.items() if value is not None}
+    if flags:
+        config = with_settings(config, {"backtest": flags}, source=", ".join(given))
     return config
 
 
@@ -209,6 +222,31 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fold_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--step",
+        default=None,
+        metavar="auto|quarter|month",
+        help="backtest fold length (default auto: quarters when 4 qualify, else months); "
+        "overrides backtest.step of the config file",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="backtest folds (default 4 quarters, or up to 12 months); overrides "
+        "backtest.folds of the config file",
+    )
+    parser.add_argument(
+        "--quarters",
+        type=int,
+        default=None,
+        metavar="K",
+        help="the last K completed quarters (--step quarter --folds K); overrides the config file",
+    )
+
+
 def _add_config_option(parser: argparse.ArgumentParser, *, scoring: bool = False) -> None:
     what = (
         "checked; the model's own settings are used, and one it differs on is named"
@@ -271,12 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest = commands.add_parser("backtest", help="rolling-origin backtest against baselines")
     backtest.add_argument("--data", type=Path, required=True, help="export folder")
     backtest.add_argument("--out", type=Path, required=True, help="report folder to write")
-    backtest.add_argument(
-        "--quarters",
-        type=int,
-        default=None,
-        help="test quarters (K; default 4); overrides backtest.quarters of the config file",
-    )
+    _add_fold_options(backtest)
     _add_config_option(backtest)
     backtest.set_defaults(run=_backtest)
 
@@ -288,12 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="train on data up to this time (default: all of it)",
     )
-    train.add_argument(
-        "--quarters",
-        type=int,
-        default=None,
-        help="backtest quarters (K; default 4); overrides backtest.quarters of the config file",
-    )
+    _add_fold_options(train)
     _add_config_option(train)
     train.set_defaults(run=_train)
 
