@@ -281,6 +281,14 @@ def test_the_exports_file_is_picked_up_and_said_so(
     assert f"settings from the export's {export / FILE_NAME}" in caplog.text
 
 
+def test_the_salesforce_importers_file_is_read(tmp_path: Path) -> None:
+    from features.importers.salesforce import CONFIG_FILE, config_text
+
+    export = tmp_path / "export"
+    write(export / CONFIG_FILE, config_text(7, "FiscalYearSettings.csv"))
+    assert load_config(None, data_dir=export).feature.fiscal_year_start_month == 7
+
+
 def test_config_file_wins_over_the_exports_and_names_what_it_leaves_out(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
