@@ -36,8 +36,11 @@ def _generate(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from features.loading import validate_export
 
-    report = validate_export(args.data)
+    report = validate_export(args.data, strict=args.strict)
     print(report.format(max_per_check=args.max_per_check))
+    if args.report is not None:
+        report.repairs.to_frame().to_csv(args.report, index=False)
+        print(f"wrote {len(report.repairs)} repaired rows to {args.report}")
     return 0 if report.ok else 1
 
 
@@ -286,7 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-per-check",
         type=int,
         default=20,
-        help="violations listed per kind before the rest are counted",
+        help="violations and repairs listed per kind before the rest are counted",
+    )
+    validate.add_argument(
+        "--strict", action="store_true", help="refuse every repair (exit 1 if any was needed)"
+    )
+    validate.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write every repaired row to FILE (CSV: kind, table, row, key, column, before, after)",
     )
     validate.set_defaults(run=_validate)
 

@@ -21,7 +21,8 @@ class Column:
     """One column of a contract table.
 
     `minimum`/`maximum` bound numeric values (inclusive unless `exclusive_minimum`);
-    `choices` restricts strings to a closed vocabulary.
+    `choices` restricts strings to a closed vocabulary. `repaired_when_empty`: the column is
+    required, but an empty value is repaired (features.repairs), not refused.
     """
 
     name: str
@@ -31,6 +32,7 @@ class Column:
     maximum: float | None = None
     exclusive_minimum: bool = False
     choices: tuple[str, ...] | None = None
+    repaired_when_empty: bool = False
 
     def expectation(self) -> str:
         """A plain description of a valid value, used in violation messages."""
@@ -103,7 +105,8 @@ OPPORTUNITY_HISTORY = Table(
         Column("opportunity_id", "string", required=True),
         Column("changed_at", "datetime", required=True),
         Column("stage", "string", required=True),
-        Column("amount", "float", required=True, minimum=0.0),
+        # Deals often get an amount only later: carried forward, else unknown (NaN).
+        Column("amount", "float", required=True, minimum=0.0, repaired_when_empty=True),
         Column("close_date", "date", required=True),
         Column("forecast_category", "string", choices=FORECAST_CATEGORIES),
         Column("probability", "float", minimum=0.0, maximum=100.0),

@@ -1,22 +1,29 @@
-"""Reading an export folder into one typed, validated `CrmExport`.
+"""Reading an export folder into one typed, validated, repaired `CrmExport`.
 
 Nothing downstream accepts an export that failed validation: `load_export` raises
 `ExportInvalid` with every violation, and `CrmExport` can only be built from checked tables.
+Repairable problems are repaired (features.repairs) and listed in `CrmExport.report.repairs`;
+`strict=True` refuses them instead.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import yaml
 
 from features.contract import STAGES_FILE, TABLES
-from features.errors import ExportInvalid, ValidationReport, Violation
+from features.errors import ExportInvalid, RepairLog, ValidationReport, Violation
+from features.repairs import KINDS
 from features.stages import StageConfig
 from features.validation import check_tables
 
@@ -30,7 +37,8 @@ class CrmExport:
     `history` and `activities` are sorted by deal and time; every deal has at least one
     history row (deals exported without history get one, read from their current state at
     `created_at`). `owners` covers every owner of a deal; an owner without a team is a team
-    of one. `report` keeps the warnings the export raised.
+    of one. `report` keeps the warnings the export raised and, in `report.repairs`, every
+    repaired row and the row accounting of every table.
     """
 
     opportunities: pd.DataFrame
@@ -50,16 +58,79 @@ class CrmExport:
         return len(self.opportunities)
 
 
+def _header(path: Path) -> list[str] | None:
+    """The header row's fields (None for an empty file)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), None) or None
+
+
+def _read_csv(path: Path, table: str, out: list[Violation]) -> pd.DataFrame | None:
+    """Every field as text, empty fields missing. A row with more or fewer fields than the
+    header makes the file unreadable, one violation per such row (pandas would fill a short
+    row with NaN, or shift every column of a long first row under the index)."""
+    header = _header(path)
+    if header is None:
+        out.append(Violation(table, None, None, "a file with a header row", found="an empty file"))
+        return None
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    for name in repeated:
+        out.append(
+            Violation(
+                table, name, None, "unique column names", found=f"{header.count(name)} columns"
+            )
+        )
+    if repeated:
+        return None
+    bad: list[pa_csv.InvalidRow] = []
+
+    def skip(row: pa_csv.InvalidRow) -> str:
+        bad.append(row)
+        return "skip"
+
+    def read(*, use_threads: bool) -> pa.Table:
+        return pa_csv.read_csv(
+            path,
+            read_options=pa_csv.ReadOptions(use_threads=use_threads),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+
+    parsed = read(use_threads=True)
+    if bad:
+        # Only a read on one thread knows the rows' line numbers: read again to name them.
+        bad.clear()
+        read(use_threads=False)
+        for row in bad:
+            line = row.number if row.number is not None and row.number > 0 else None
+            text = row.text if len(row.text) <= 60 else row.text[:57] + "..."
+            out.append(
+                Violation(
+                    table,
+                    None,
+                    None if line is None else line - 1,
+                    f"a row of the header's {row.expected_columns} fields",
+                    found=f"{row.actual_columns} fields"
+                    + ("" if line is None else f" on line {line}")
+                    + f": {text!r}",
+                )
+            )
+        return None
+    return parsed.to_pandas()
+
+
 def _read_file(path: Path, table: str, out: list[Violation]) -> pd.DataFrame | None:
     try:
         if path.suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            frame = _read_csv(path, table, out)
+            if frame is None:
+                return None
         else:
             frame = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        out.append(Violation(table, None, None, "a file with a header row", found="an empty file"))
-        return None
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+    except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException) as error:
         out.append(
             Violation(
                 table,
@@ -148,20 +219,22 @@ def build_export(
     source: str = "<memory>",
     fingerprint: str = "",
     read_violations: list[Violation] | None = None,
+    strict: bool = False,
 ) -> CrmExport:
-    """Check raw tables and assemble the typed export; raises ExportInvalid on any error."""
+    """Check and repair raw tables and assemble the typed export; raises ExportInvalid on
+    any error, and with `strict` on any repair too."""
     checked = check_tables(raw, stages_document=stages_document, stages=stages)
     unreadable = {v.table for v in read_violations or []}
     found = [v for v in checked.violations if not (v.table in unreadable and v.row is None)]
-    report = ValidationReport(source, [*(read_violations or []), *found])
+    repairs = RepairLog(checked.repairs, checked.rows)
+    refused = strict_violations(repairs) if strict else []
+    report = ValidationReport(source, [*(read_violations or []), *found, *refused], repairs)
     if not report.ok or checked.stages is None:
         raise ExportInvalid(report)
     frames = checked.frames
     opportunities = frames["opportunities"]
-    history = (
-        frames["opportunity_history"]
-        .drop_duplicates()
-        .sort_values(["opportunity_id", "changed_at"], kind="stable")
+    history = frames["opportunity_history"].sort_values(
+        ["opportunity_id", "changed_at"], kind="stable"
     )
     empty_activities = pd.DataFrame(
         {
@@ -184,6 +257,8 @@ def build_export(
 
     if report.warnings:
         logger.warning("%s: %d warnings", source, len(report.warnings))
+    if len(repairs):
+        logger.warning("%s: %d rows repaired %s", source, len(repairs), repairs.counts())
     return CrmExport(
         opportunities=opportunities.reset_index(drop=True),
         history=history.reset_index(drop=True),
@@ -199,16 +274,36 @@ def build_export(
     )
 
 
-def validate_export(path: Path) -> ValidationReport:
-    """Every violation of the export at `path`, without raising."""
+def _missing(value: Any) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def strict_violations(repairs: RepairLog) -> list[Violation]:
+    """Every repair as an error: what `strict` loading refuses."""
+    return [
+        Violation(
+            table=str(r["table"]),
+            column=None if _missing(r["column"]) else str(r["column"]),
+            row=None if _missing(r["row"]) else int(r["row"]),
+            expected=f"no repair (strict): {r['kind']}, {KINDS[str(r['kind'])]}",
+            found=f"{r['before']} -> {r['after']}",
+            key=None if _missing(r["key"]) else str(r["key"]),
+        )
+        for r in repairs.frame.to_dict("records")
+    ]
+
+
+def validate_export(path: Path, *, strict: bool = False) -> ValidationReport:
+    """Every violation and repair of the export at `path`, without raising."""
     try:
-        return load_export(path).report
+        return load_export(path, strict=strict).report
     except ExportInvalid as invalid:
         return invalid.report
 
 
-def load_export(path: Path) -> CrmExport:
-    """Read, check and type the export folder at `path`; raises ExportInvalid if it is bad."""
+def load_export(path: Path, *, strict: bool = False) -> CrmExport:
+    """Read, check, repair and type the export folder at `path`; raises ExportInvalid if it
+    is bad (with `strict`, also if anything needed a repair)."""
     path = Path(path)
     raw, stages_document, read_violations = read_export(path)
     return build_export(
@@ -217,6 +312,7 @@ def load_export(path: Path) -> CrmExport:
         source=str(path),
         fingerprint=fingerprint_export(path) if path.is_dir() else "",
         read_violations=read_violations,
+        strict=strict,
     )
 
 

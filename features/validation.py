@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,20 +22,39 @@ from features.contract import (
     Column,
     Table,
 )
-from features.errors import Violation
+from features.errors import TableRows, Violation, empty_repairs
+from features.repairs import (
+    SOURCE_ROW,
+    SOURCE_TABLE,
+    RepairedHistory,
+    clean_text,
+    repair_history,
+)
 from features.stages import StageConfig, StagesError, infer_stages, salesforce_standard
 
 _TRUE = {"true", "1", "t", "yes"}
 _FALSE = {"false", "0", "f", "no"}
+# Times are carried as int64 nanoseconds: pandas' representable range.
+_EARLIEST = pd.Timestamp.min.tz_localize("UTC")
+_LATEST = pd.Timestamp.max.tz_localize("UTC")
+_RANGE = (
+    f"a time within the representable range ({_EARLIEST.date().isoformat()} to "
+    f"{_LATEST.date().isoformat()})"
+)
 
 
 @dataclass(frozen=True)
 class CheckedTables:
-    """Typed tables (original row order, index = row - 1) and the stage model they obey."""
+    """Typed, repaired tables and the stage model they obey. Tables keep their row order
+    (index = row - 1), except `opportunity_history`: sorted by deal and time, one row per
+    deal and instant. `repairs` lists every repaired row (`RepairLog` columns); `rows` says
+    per table where its rows went."""
 
     frames: dict[str, pd.DataFrame]
     stages: StageConfig | None
     violations: list[Violation]
+    repairs: pd.DataFrame
+    rows: dict[str, TableRows]
 
 
 def _rows(mask: pd.Series) -> np.ndarray:
@@ -102,14 +122,8 @@ def _parse_column(raw: pd.Series, column: Column) -> pd.Series:
         text = raw.astype("string").str.strip()
         return text.mask(text == "")
     if column.kind in ("datetime", "date"):
-        if isinstance(raw.dtype, pd.DatetimeTZDtype):
-            parsed = raw.dt.tz_convert("UTC")
-        elif pd.api.types.is_datetime64_dtype(raw):
-            parsed = raw.dt.tz_localize("UTC")
-        else:
-            text = raw.astype("string").str.strip()
-            parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-        return parsed.astype("datetime64[ns, UTC]")
+        parsed = _times(raw)
+        return parsed.mask(_outside_range(parsed)).astype("datetime64[ns, UTC]")
     if column.kind == "float":
         if pd.api.types.is_bool_dtype(raw):
             return pd.Series(np.nan, index=raw.index)
@@ -121,6 +135,21 @@ def _parse_column(raw: pd.Series, column: Column) -> pd.Series:
     parsed[text.isin(_TRUE).fillna(False).to_numpy()] = True
     parsed[text.isin(_FALSE).fillna(False).to_numpy()] = False
     return parsed
+
+
+def _times(raw: pd.Series) -> pd.Series:
+    """Times in UTC at whatever resolution they parse to (a year 1 or 9999 time parses,
+    but has no nanosecond form)."""
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return raw.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(raw):
+        return raw.dt.tz_localize("UTC")
+    text = raw.astype("string").str.strip()
+    return pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+
+
+def _outside_range(parsed: pd.Series) -> pd.Series:
+    return (parsed.notna() & ((parsed < _EARLIEST) | (parsed > _LATEST))).fillna(False)
 
 
 def _member(values: pd.Series, pool: pd.Series | pd.Index) -> pd.Series:
@@ -155,6 +184,22 @@ def _check_table(raw: pd.DataFrame, table: Table, out: list[Violation]) -> pd.Da
         parsed = _parse_column(raw_values, column)
         present = _present(raw_values)
         unparsed = present & parsed.isna()
+        outside = pd.Series(False, index=frame.index)
+        if column.kind in ("datetime", "date") and unparsed.any():
+            # Parsed again, the few values that did not parse: which of them are times
+            # beyond the nanosecond range rather than text that is no time at all.
+            outside[unparsed] = _outside_range(_times(raw_values[unparsed]))
+            unparsed &= ~outside
+            _add_rows(
+                out,
+                frame,
+                outside,
+                table=table.name,
+                column=column.name,
+                expected=_RANGE,
+                found=raw_values,
+                key_column=key,
+            )
         if column.kind == "float":
             finite = np.isfinite(parsed.to_numpy(dtype="float64", na_value=np.nan))
             unparsed = unparsed | (parsed.notna() & ~pd.Series(finite, index=parsed.index))
@@ -168,7 +213,7 @@ def _check_table(raw: pd.DataFrame, table: Table, out: list[Violation]) -> pd.Da
             found=raw_values,
             key_column=key,
         )
-        if column.required:
+        if column.required and not column.repaired_when_empty:
             _add_rows(
                 out,
                 frame,
@@ -246,89 +291,6 @@ def _check_references(
         )
 
 
-def _check_history(
-    opportunities: pd.DataFrame, history: pd.DataFrame, out: list[Violation]
-) -> None:
-    """Same-time conflicts, rows before creation, and deals closing before they were created."""
-    if not _has(history, "opportunity_id", "changed_at"):
-        return
-    same_time = (
-        history.duplicated(["opportunity_id", "changed_at"], keep=False)
-        & history["changed_at"].notna()
-    )
-    identical = history.duplicated(keep=False)
-    _add_rows(
-        out,
-        history,
-        same_time & ~identical,
-        table="opportunity_history",
-        column="changed_at",
-        expected="at most one state per deal and time (rows at the same changed_at must be "
-        "identical)",
-        found=history["changed_at"],
-        key_column="opportunity_id",
-    )
-    repeated = history.duplicated(keep="first") & same_time
-    _add_rows(
-        out,
-        history,
-        repeated,
-        table="opportunity_history",
-        column=None,
-        expected="no repeated rows (an identical copy of an earlier row is merged into it)",
-        key_column="opportunity_id",
-        severity="warning",
-    )
-    if not _has(opportunities, "opportunity_id", "created_at"):
-        return
-    created = history["opportunity_id"].map(
-        opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")["created_at"]
-    )
-    early = (history["changed_at"] < created).fillna(False)
-    _add_rows(
-        out,
-        history,
-        early,
-        table="opportunity_history",
-        column="changed_at",
-        expected="a time at or after the deal's created_at",
-        found=history["changed_at"],
-        key_column="opportunity_id",
-    )
-
-
-def _check_closing(
-    opportunities: pd.DataFrame,
-    history: pd.DataFrame,
-    stages: StageConfig,
-    out: list[Violation],
-) -> None:
-    """A closed deal's close date must not precede its creation."""
-    if not _has(history, "opportunity_id", "changed_at", "stage", "close_date"):
-        return
-    if not _has(opportunities, "opportunity_id", "created_at"):
-        return
-    valid = history.dropna(subset=["opportunity_id", "changed_at"])
-    last_pos = valid.sort_values("changed_at", kind="stable").groupby("opportunity_id").tail(1)
-    closed = last_pos[last_pos["stage"].isin(stages.won_stages + stages.lost_stages)]
-    created = closed["opportunity_id"].map(
-        opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")["created_at"]
-    )
-    before = (closed["close_date"] < created.dt.normalize()).fillna(False)
-    mask = pd.Series(False, index=history.index)
-    mask[closed.index[before.to_numpy()]] = True
-    _add_rows(
-        out,
-        history,
-        mask,
-        table="opportunity_history",
-        column="close_date",
-        expected="a deal that closes on or after the day it was created",
-        found=history["close_date"],
-        key_column="opportunity_id",
-    )
-
-
 def _check_current_state(
     opportunities: pd.DataFrame, history: pd.DataFrame, stages: StageConfig, out: list[Violation]
 ) -> None:
@@ -349,6 +311,8 @@ def _check_current_state(
         is_won=last["stage"].isin(stages.won_stages),
         is_closed=last["stage"].isin(stages.won_stages + stages.lost_stages),
     )
+    if "amount_original" in last.columns:  # the export's amounts are in the deal's currency
+        last = last.assign(amount=last["amount_original"])
     for name in present:
         if name not in last.columns:
             continue
@@ -611,35 +575,82 @@ def check_tables(
                     required, None, None, "a table file (CSV or Parquet)", found="no such file"
                 )
             )
-    frames = {
-        name: _check_table(frame, TABLES[name], out)
-        for name, frame in raw.items()
-        if name in TABLES
-    }
+    frames: dict[str, pd.DataFrame] = {}
+    listings: list[pd.DataFrame] = []
+    for name, frame in raw.items():
+        if name not in TABLES:
+            continue
+        cleaned, listing = clean_text(frame, table=name, key_column=_key_column(TABLES[name]))
+        frames[name] = _check_table(cleaned, TABLES[name], out)
+        listings.append(listing)
     opportunities = frames.get("opportunities", pd.DataFrame())
     history = frames.get("opportunity_history")
     if _has(opportunities, "opportunity_id"):
         _check_references(frames, out, pd.Index(opportunities["opportunity_id"].dropna()))
     if history is not None:
-        _check_history(opportunities, history, out)
-    _check_deals_without_history(opportunities, history, out)
+        _check_deals_without_history(opportunities, history, out)
     resolved = stages or _resolve_stages(
         stages_document, opportunities, history if history is not None else pd.DataFrame(), out
     )
     if resolved is not None and history is not None:
         _check_stage_names(history, resolved, out)
-        _check_closing(opportunities, history, resolved, out)
-        _check_current_state(opportunities, history, resolved, out)
-    if history is not None and _has(history, "amount", "close_date"):
+    repaired = None
+    if history is not None and _has(
+        history, "opportunity_id", "changed_at", "amount", "close_date"
+    ):
         rates = frames.get("exchange_rates")
         bare = _history_of_bare_deals(opportunities, history)
         currencies = [f["currency"] for f in (history, bare) if "currency" in f.columns]
         several = bool(currencies) and pd.concat(currencies).nunique() > 1
-        converted = convert_currency(history, rates, out, several=several)
+        source: dict[str, Any] = {
+            SOURCE_TABLE: "opportunity_history",
+            SOURCE_ROW: np.arange(len(history)) + 1,
+        }
+        converted = convert_currency(history, rates, out, several=several).assign(**source)
         if not bare.empty:
             bare = convert_currency(bare, rates, out, table="opportunities", several=several)
+            source = {SOURCE_TABLE: "opportunities", SOURCE_ROW: bare.index + 1}
+            bare = bare.assign(**source)
             converted = pd.concat([converted, bare], ignore_index=True)
-        frames["opportunity_history"] = converted
+        if _has(converted, "stage"):
+            repaired = repair_history(opportunities, converted, resolved)
+            out += repaired.warnings
+            listings.append(repaired.repairs)
+            opportunities = frames["opportunities"] = repaired.opportunities
+            converted = repaired.history
+        history = frames["opportunity_history"] = converted.drop(columns=[SOURCE_TABLE, SOURCE_ROW])
+    if resolved is not None and history is not None:
+        _check_current_state(opportunities, history, resolved, out)
     if "quotas" in frames:
         _check_quotas(frames["quotas"], out)
-    return CheckedTables(frames=frames, stages=resolved, violations=out)
+    listings = [listing for listing in listings if len(listing)]
+    return CheckedTables(
+        frames=frames,
+        stages=resolved,
+        violations=out,
+        repairs=pd.concat(listings, ignore_index=True) if listings else empty_repairs(),
+        rows=_row_accounting(raw, frames, repaired),
+    )
+
+
+def _row_accounting(
+    raw: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame],
+    repaired: RepairedHistory | None,
+) -> dict[str, TableRows]:
+    """Per table read: rows in, rows used, rows removed by each named repair."""
+    rows: dict[str, TableRows] = {}
+    for name, frame in raw.items():
+        if name not in frames:
+            continue
+        if name == "opportunity_history" and repaired is not None:
+            rows[name] = TableRows(
+                name,
+                rows_in=len(frame),
+                rows_used=repaired.used.get(name, 0),
+                removed=repaired.removed.get(name, {}),
+                rows_added=repaired.used.get("opportunities", 0),
+            )
+        else:
+            rows[name] = TableRows(name, rows_in=len(frame), rows_used=len(frames[name]))
+    return rows
