@@ -63,10 +63,14 @@ def _link(refs: pd.Series, known: pd.Series) -> pd.Series:
     """
     known = known.dropna()
     exact = refs.where(refs.isin(known))
+    unmatched = exact.isna() & refs.notna()
+    if not unmatched.any():
+        return exact.astype("string")
     by_prefix = pd.Series(known.to_numpy(), index=known.str[:15].to_numpy())
     by_prefix = by_prefix[~by_prefix.index.duplicated(keep=False)]
-    long_enough = refs.str.len().isin([15, 18]).fillna(False)
-    prefixed = refs.str[:15].map(by_prefix).where(long_enough)
+    candidates = refs[unmatched]
+    long_enough = candidates.str.len().isin([15, 18]).fillna(False)
+    prefixed = candidates.str[:15].map(by_prefix).where(long_enough)
     return exact.astype("string").fillna(prefixed.astype("string"))
 
 

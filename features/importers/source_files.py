@@ -21,6 +21,7 @@ import csv
 import io
 import logging
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,8 @@ class ImportProblems:
         The loop runs over bad rows only, to build their messages; clean tables cost nothing.
         """
         positions = np.flatnonzero(mask.to_numpy(dtype=bool, na_value=False))
+        if not len(positions):
+            return
         omitted = found is None
         values = (
             [None] * len(positions) if found is None else found.to_numpy(dtype=object)[positions]
@@ -170,7 +173,9 @@ def _non_ascii_lines(data: bytes) -> int:
     if not len(high):
         return 0
     newlines = np.flatnonzero(octets == 0x0A)
-    return len(np.unique(np.searchsorted(newlines, high)))
+    # Positions ascend, so their line numbers do too: count where the line number changes.
+    line_of = np.searchsorted(newlines, high)
+    return int(np.count_nonzero(np.diff(line_of))) + 1
 
 
 def decode(data: bytes) -> tuple[str, Decoding]:
@@ -178,11 +183,12 @@ def decode(data: bytes) -> tuple[str, Decoding]:
 
     Windows-1252 accepts almost any byte sequence, so UTF-8 is tried first: a line that decodes
     as UTF-8 is UTF-8 in practice (Windows-1252 text whose non-ASCII bytes happen to form valid
-    UTF-8, such as a literal `Ã©`, is vanishingly rare). The whole file is decoded at once; each
-    failure decodes the one line holding it as Windows-1252 and resumes after it, so the work is
-    linear in the file and the Python loop runs once per non-UTF-8 line. A newline byte never
-    occurs inside a UTF-8 or Windows-1252 character, so splitting at it is safe. Raises
-    ValueError for UTF-16 (with or without BOM), which Salesforce does not write.
+    UTF-8, such as a literal `Ã©`, is vanishingly rare). The file is decoded whole, invalid
+    bytes escaped to lone surrogates; only the lines holding one are decoded again, from their
+    bytes, as Windows-1252. A newline byte never occurs inside a UTF-8 or Windows-1252
+    character, so the k-th line of the text is the k-th line of the bytes. The work is linear in
+    the file; the Python loop runs once per non-UTF-8 line. Raises ValueError for UTF-16 (with
+    or without BOM), which Salesforce does not write.
     """
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ValueError("the file is UTF-16; save it as UTF-8 or Windows-1252")
@@ -197,26 +203,12 @@ def decode(data: bytes) -> tuple[str, Decoding]:
         )
     if nul:
         data = data.replace(b"\x00", b"")
-    parts: list[str] = []
     cp1252_lines = 0
     undefined = 0
-    view = memoryview(data)
-    position = 0
-    while position < len(data):
-        try:
-            parts.append(codecs.utf_8_decode(view[position:], "strict", True)[0])
-            break
-        except UnicodeDecodeError as error:
-            bad = position + error.start
-            start = max(position, data.rfind(b"\n", position, bad) + 1)
-            end = data.find(b"\n", bad)
-            end = len(data) if end < 0 else end + 1
-            parts.append(codecs.utf_8_decode(view[position:start], "strict", True)[0])
-            line = data[start:end]
-            undefined += sum(line.count(bytes([byte])) for byte in UNDEFINED_CP1252)
-            parts.append(_cp1252(line))
-            cp1252_lines += 1
-            position = end
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text, cp1252_lines, undefined = _decode_mixed(data)
     total = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
     non_ascii = _non_ascii_lines(data)
     decoding = Decoding(
@@ -230,7 +222,39 @@ def decode(data: bytes) -> tuple[str, Decoding]:
         undefined_bytes=undefined,
         line_ends=_line_ends(data),
     )
-    return "".join(parts), decoding
+    return text, decoding
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def _decode_mixed(data: bytes) -> tuple[str, int, int]:
+    """The text of a file some of whose lines are not UTF-8, the number of those lines (read
+    as Windows-1252), and how many of their bytes Windows-1252 leaves undefined."""
+    escaped = data.decode("utf-8", "surrogateescape")
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
+    parts: list[str] = []
+    lines = undefined = 0
+    done = 0  # text up to here is in `parts`
+    line = 0  # index of the line starting at `done`
+    for match in _ESCAPED.finditer(escaped):
+        if match.start() < done:
+            continue  # a further invalid byte on a line already decoded
+        start = escaped.rfind("\n", done, match.start()) + 1 or done
+        end = escaped.find("\n", match.start())
+        end = len(escaped) if end < 0 else end + 1
+        line += escaped.count("\n", done, start)
+        first = 0 if line == 0 else int(newlines[line - 1]) + 1
+        last = int(newlines[line]) + 1 if line < len(newlines) else len(data)
+        raw = data[first:last]
+        parts.append(escaped[done:start])
+        parts.append(_cp1252(raw))
+        undefined += sum(raw.count(bytes([byte])) for byte in UNDEFINED_CP1252)
+        lines += 1
+        line += 1
+        done = end
+    parts.append(escaped[done:])
+    return "".join(parts), lines, undefined
 
 
 @dataclass(frozen=True)
@@ -251,10 +275,16 @@ class SourceFile:
         return self.decoding.encoding
 
 
+_HEADER_LIMIT = 1 << 20
+
+
 def _header(text: str) -> list[str] | None:
-    """The first record's fields (a header may quote its names), None for a file without one."""
+    """The first record's fields (a header may quote its names), None for a file without one.
+
+    Read from the file's first megabyte, so a large file is not copied for its first line.
+    """
     try:
-        return next(csv.reader(io.StringIO(text)))
+        return next(csv.reader(io.StringIO(text[:_HEADER_LIMIT])))
     except StopIteration:
         return None
 
