@@ -105,18 +105,23 @@ def feature_catalog(
             "stage & momentum",
         ),
         _spec(
-            "amount", "the deal's amount in the corporate currency", _HISTORY, _AS_OF, "deal shape"
+            "amount",
+            "the deal's amount in the corporate currency (missing: not known yet)",
+            _HISTORY,
+            _AS_OF,
+            "deal shape",
         ),
         _spec(
             "amount_change_since_creation",
-            "amount / amount at creation - 1",
+            "amount / amount at creation (or when first known) - 1",
             _HISTORY,
             _TO_DATE,
             "deal shape",
         ),
         _spec(
             "amount_change_recent",
-            f"amount / amount {config.amount_change_window_days} days earlier - 1",
+            f"amount / amount {config.amount_change_window_days} days earlier (or when first "
+            "known) - 1",
             _HISTORY,
             f"last {config.amount_change_window_days} days",
             "deal shape",

@@ -65,7 +65,7 @@ class History:
     days_pushed: np.ndarray
     category_changes: np.ndarray
     stage_entered: np.ndarray  # ns: start of the row's run of consecutive rows in this stage
-    first_amount: np.ndarray
+    first_amount: np.ndarray  # the deal's first known amount up to the row (NaN: none yet)
     index: GroupedTimes
 
 
@@ -254,6 +254,15 @@ def _derive_history(raw: Mapping[str, np.ndarray], stages: StageConfig, n_deals:
     )
     run_start = ~same | changed_stage
     stage_entered = time[np.maximum.accumulate(np.where(run_start, np.arange(deal.size), 0))]
+    # An amount may be unknown (NaN) until a later row gives one (features.repairs): the
+    # baseline of amount changes is the first amount known by the row, never a later one.
+    known = ~np.isnan(amount)
+    first_known = np.full(n_deals, deal.size, dtype=np.int64)
+    np.minimum.at(first_known, deal[known], np.flatnonzero(known))
+    first_position = first_known[deal]
+    seen = first_position <= np.arange(deal.size)
+    first_amount = np.full(deal.size, np.nan)
+    first_amount[seen] = amount[first_position[seen]]
     return History(
         deal=deal,
         time=time,
@@ -271,7 +280,7 @@ def _derive_history(raw: Mapping[str, np.ndarray], stages: StageConfig, n_deals:
         days_pushed=days_pushed,
         category_changes=category_changes,
         stage_entered=stage_entered,
-        first_amount=amount[row_start],
+        first_amount=first_amount,
         index=index,
     )
 

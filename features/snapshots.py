@@ -1,7 +1,8 @@
 """Point-in-time snapshots and their features.
 
 A snapshot is one open deal seen at one as-of time t. Its state is the deal's last history
-row stamped `<= t` (rows at the same time cannot conflict: validation refuses them); its
+row stamped `<= t` (rows at the same time cannot conflict: the loader keeps the file's last,
+features.repairs); an amount may be unknown (NaN, a missing feature) until known; its
 activity counts use activities stamped `<= t`; aggregates over other deals use their rows
 stamped `< t` (features.reference). Nothing here looks past t, and the future-perturbation
 tests prove it.
@@ -69,7 +70,11 @@ class FeaturePlan:
 
 
 def open_deal_queries(tables: DealTables, grid: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-    """(deal code, as-of ns) of every deal open at every grid time from its creation on."""
+    """(deal code, as-of ns) of every deal open at every grid time from its creation on.
+
+    A deal is open at t only when it was created at or before t, has a history row at or
+    before t, and that row's stage is open: a deal entered after the fact (created already
+    closed, or closing before its creation) is never an open snapshot before it existed."""
     times = to_ns(grid)
     history = tables.history
     index = history.index
@@ -146,9 +151,12 @@ def feature_columns(
     columns["amount_change_since_creation"] = _ratio_change(amount, history.first_amount[row])
     window = config.amount_change_window_days * DAY_NS
     earlier = history.index.count_until(deals, as_of - window) - 1
+    # The amount a window ago, else (no row then, or its amount still unknown) the first
+    # amount known by now: the same baseline as the change since creation.
+    amount_then = history.amount[np.maximum(earlier, 0)]
     amount_before = np.where(
-        earlier >= history.index.starts[deals],
-        history.amount[np.maximum(earlier, 0)],
+        (earlier >= history.index.starts[deals]) & ~np.isnan(amount_then),
+        amount_then,
         history.first_amount[row],
     )
     columns["amount_change_recent"] = _ratio_change(amount, amount_before)
