@@ -271,7 +271,7 @@ def _carry_amounts(history: pd.DataFrame, valid: pd.Series) -> tuple[pd.DataFram
             column="amount",
             before="empty",
             after=[
-                f"{amount[s]!r} (from row {int(r)})"
+                f"{float(amount[s])!r} (from row {int(r)})"
                 for s, r in zip(source, rows[source], strict=True)
             ],
         ),
