@@ -7,7 +7,10 @@ trained on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from features.labels import HorizonSpec
 
 # Static attributes used when the config lists none and the export has them: deal type and
 # source, the account's segment, industry, region and size. Anything else (a loss reason, a
@@ -38,8 +41,11 @@ class FeatureConfig:
       rate (an owner with that many closed deals sits halfway).
     - `static_attributes`: (table, column) pairs used as features; None means the defaults
       that the export has (see DEFAULT_STATIC_ATTRIBUTES). Resolved once per training set.
-    - `censoring_horizon_days`: `won` labels are trained only on snapshots at least this long
-      before the cut-off (see features.labels).
+    - `horizons_days`: the fixed horizons of P(won within h days), besides this quarter, the
+      next quarter and "ever" (see features.labels).
+    - `ever_horizon_max_days`: the longest horizon "ever" may mean.
+    - `ever_min_followup_share`: "ever" is the longest horizon this share of the training
+      snapshots has been followed up for.
     """
 
     snapshot_step_days: int = 7
@@ -48,7 +54,9 @@ class FeatureConfig:
     amount_change_window_days: int = 30
     owner_prior_strength: float = 20.0
     static_attributes: tuple[tuple[str, str], ...] | None = None
-    censoring_horizon_days: int = 180
+    horizons_days: tuple[int, ...] = (30, 90, 180)
+    ever_horizon_max_days: int = 730
+    ever_min_followup_share: float = 0.25
 
     def __post_init__(self) -> None:
         if not 1 <= self.fiscal_year_start_month <= 12:
@@ -57,11 +65,30 @@ class FeatureConfig:
             raise FeatureConfigError("snapshot_step_days must be at least 1")
         if not self.activity_windows_days or min(self.activity_windows_days) < 1:
             raise FeatureConfigError("activity_windows_days must be positive")
+        if not self.horizons_days or min(self.horizons_days) < 1:
+            raise FeatureConfigError("horizons_days must be positive whole days")
+        if tuple(sorted(set(self.horizons_days))) != tuple(self.horizons_days):
+            raise FeatureConfigError("horizons_days must be increasing, without repeats")
+        if self.ever_horizon_max_days < max(self.horizons_days):
+            raise FeatureConfigError("ever_horizon_max_days must be at least the longest horizon")
+        if not 0.0 < self.ever_min_followup_share <= 1.0:
+            raise FeatureConfigError("ever_min_followup_share must be in (0, 1]")
         for table, _ in self.static_attributes or ():
             if table not in ("opportunities", "accounts", "owners"):
                 raise FeatureConfigError(
                     f"static attribute table {table!r}: expected opportunities, accounts or owners"
                 )
+
+    @property
+    def horizons(self) -> HorizonSpec:
+        from features.labels import HorizonSpec  # labels reads deals, which reads this module
+
+        return HorizonSpec(
+            days=self.horizons_days,
+            ever_max_days=self.ever_horizon_max_days,
+            min_followup_share=self.ever_min_followup_share,
+            fiscal_year_start_month=self.fiscal_year_start_month,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,7 +96,8 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
         values = dict(values)
-        for name in ("activity_windows_days",):
+        values.pop("censoring_horizon_days", None)  # the rule these labels replaced
+        for name in ("activity_windows_days", "horizons_days"):
             if name in values:
                 values[name] = tuple(values[name])
         if values.get("static_attributes") is not None:

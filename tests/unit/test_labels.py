@@ -1,4 +1,4 @@
-"""Labels as known at a cut-off, the training-set rule, and fiscal quarters."""
+"""Labels as known at a cut-off, horizons and their censoring weights, and fiscal quarters."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ import pytest
 
 from features.deals import DealTables
 from features.fiscal import period_bounds, quarter_labels, snapshot_grid, week_of_quarter
-from features.labels import TrainingSet, censoring_effect, label_snapshots, training_set
+from features.labels import (
+    MIN_SURVIVAL,
+    FollowUp,
+    HorizonSpec,
+    censoring_effect,
+    label_snapshots,
+    training_set,
+)
 from features.loading import load_export
-from features.timestamps import to_ns
 from tests.conftest import write_tables
 
 
@@ -102,38 +108,78 @@ def test_won_in_period_never_exceeds_won(three_deals: DealTables) -> None:
         assert (both["won_in_period"] <= both["won"]).all()
 
 
-def test_training_set_applies_the_horizon_and_quarter_rules(three_deals: DealTables) -> None:
+def _deal_b_snapshots() -> tuple[pd.DataFrame, np.ndarray]:
     times = [ts("2026-01-08"), ts("2026-02-05"), ts("2026-03-26"), ts("2026-04-02")]
-    deals = np.array([1, 1, 1, 1])  # deal B, open all along
     snapshots = pd.DataFrame({"opportunity_id": "B", "as_of": pd.DatetimeIndex(times)})
-    cutoff = ts("2026-04-20")
-    labels = label_snapshots(
+    return snapshots, np.array([1, 1, 1, 1])  # deal B: open until won on 2026-04-10
+
+
+def test_horizon_labels_and_their_censoring_weights(three_deals: DealTables) -> None:
+    snapshots, deals = _deal_b_snapshots()
+    training = training_set(
+        snapshots,
         three_deals,
         deals,
-        to_ns(snapshots["as_of"]),
-        known_at=cutoff,
+        cutoff=ts("2026-04-20"),
+        horizons=HorizonSpec(days=(30,), ever_max_days=730, min_followup_share=0.25),
     )
-    training = training_set(snapshots, labels, cutoff=cutoff, horizon_days=90)
-    # won: only snapshots at least 90 days before the cut-off (2026-01-20 or earlier).
-    assert training.use_won.tolist() == [True, False, False, False]
-    # won_in_period: only snapshots of quarters ended by the cut-off (Q1).
-    assert training.use_won_in_period.tolist() == [True, True, True, False]
-    assert len(training.frame) == 4
+    # Follow-up at the cut-off: 102, 74, 25 and 18 days. "Ever" is the longest horizon a
+    # quarter of the snapshots reach: 102 days.
+    assert training.ever_days == 102
+    thirty = training.targets["won_30d"]
+    # Jan 8 and Feb 5: 30 days passed with B open (0, known after 30 days, which half the
+    # snapshots reach: weight 2). Mar 26 and Apr 2: won within 30 days, known after 15 and
+    # 8 days, which every snapshot reaches.
+    assert thirty.label.tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert thirty.weight.tolist() == [2.0, 2.0, 1.0, 1.0]
+    ever = training.targets["won"]
+    # B's win is known after 92, 64, 15 and 8 days: one snapshot in four is followed up
+    # for 92 days (weight 4), two for 64 (weight 2), all for 15 and 8.
+    assert ever.label.tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert ever.weight.tolist() == [4.0, 2.0, 1.0, 1.0]
+    quarter = training.targets["won_in_period"]
+    # Q1 ended (Apr 1) with B open; Apr 2 is in Q2, and B was won in it.
+    assert quarter.label.tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert training.frame["won_30d"].tolist() == thirty.label.tolist()
 
 
-def test_censoring_effect_compares_rule_and_naive_policy() -> None:
-    frame = pd.DataFrame({"won": [1.0, 0.0, 1.0, 1.0, np.nan]})
-    training = TrainingSet(
-        frame=frame,
-        use_won=np.array([True, True, False, False, False]),
-        use_won_in_period=np.zeros(5, dtype=bool),
-        cutoff=ts("2026-01-01"),
+def test_open_deals_past_the_cut_off_are_censored_not_dropped(three_deals: DealTables) -> None:
+    snapshots, deals = _deal_b_snapshots()
+    training = training_set(
+        snapshots, three_deals, deals, cutoff=ts("2026-04-05"), horizons=HorizonSpec(days=(30,))
     )
-    effect = censoring_effect(training, np.array([1.0, 0.0, 1.0, 1.0, 0.0]))
-    assert effect.share_dropped == pytest.approx(0.6)
-    assert effect.win_rate_rule == pytest.approx(0.5)
-    assert effect.win_rate_naive == pytest.approx(0.75)
-    assert effect.true_win_rate_all == pytest.approx(0.6)
+    thirty = training.targets["won_30d"]
+    # Mar 26 and Apr 2: B still open at the cut-off, 30 days not yet passed: unknown.
+    assert np.isnan(thirty.label[2:]).all() and (thirty.weight[2:] == 0).all()
+    assert thirty.known.tolist() == [True, True, False, False]
+    assert len(training.frame) == 4  # every snapshot stays; only its weight says what counts
+
+
+def test_follow_up_survival_and_capped_weights() -> None:
+    day = 86_400 * 10**9
+    followup = FollowUp(np.array([10, 20, 30, 40]) * day)
+    assert followup.survival(np.array([0, 10, 11, 40, 41]) * day).tolist() == [
+        1.0,
+        1.0,
+        0.75,
+        0.25,
+        0.0,
+    ]
+    weights = followup.weights(np.array([5 * day, 35 * day, 100 * day, np.nan]))
+    assert weights[:2].tolist() == [1.0, 4.0]
+    assert weights[2] == pytest.approx(1 / MIN_SURVIVAL)  # beyond every follow-up: capped
+    assert weights[3] == 0.0  # censored
+
+
+def test_censoring_effect_compares_naive_and_weighted_rates(three_deals: DealTables) -> None:
+    snapshots, deals = _deal_b_snapshots()
+    training = training_set(
+        snapshots, three_deals, deals, cutoff=ts("2026-04-20"), horizons=HorizonSpec(days=(30,))
+    )
+    effect = censoring_effect(training, np.array([1.0, 1.0, 1.0, 1.0]))
+    assert effect.share_censored == 0.0
+    assert effect.win_rate_naive == 1.0 and effect.win_rate_weighted == 1.0
+    assert effect.true_win_rate == 1.0 and effect.ever_days == 102
 
 
 def test_fiscal_quarters_with_a_february_start() -> None:
