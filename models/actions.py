@@ -3,8 +3,8 @@
 A lever is something a rep can do this week (meet the decision maker, re-engage a silent
 deal, send the proposal, ...), written as the change it makes to the deal's features. A
 deal's actions are found by re-scoring it with each applicable lever applied, all levers of
-all deals in one prediction with the same pipeline as `WinModel.predict` (main booster,
-calibration, small-data blend), so an action's reported change in probability is exactly
+all deals in one prediction with the same pipeline as `WinModel.predict` (stage offset
+plus main booster, calibration), so an action's reported change in probability is exactly
 what scoring the changed deal gives. Levers are ranked by expected value: change in the
 won probability times the deal's amount; only levers that raise the probability are
 proposed. The changes are not additive: each is measured against the deal as it is.
@@ -360,12 +360,12 @@ def rank_actions(
     threads = prediction_threads(model, len(stacked), work="raw")
     won = calibrated_won(
         model,
-        np.asarray(model.won_.booster.predict(stacked, raw_score=True, num_threads=threads)),
+        model.won_.margin(stacked, threads=threads),
         stage=stage,
     )
     in_period = calibrated_in_period(
         model,
-        np.asarray(model.in_period_.booster.predict(stacked, raw_score=True, num_threads=threads)),
+        model.in_period_.margin(stacked, threads=threads),
         stage=stage,
         won=won,
     )

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.deals import Vocabulary
+from features.labels import TrainingSet
 from models.encoding import Columns
 
 Target = Literal["won", "won_in_period"]
@@ -40,10 +41,12 @@ class StageWeightCRM:
     target: Target = "won"
     name: str = "stage_weight_crm"
 
-    def fit(self, frame: Columns, outcome: np.ndarray) -> StageWeightCRM:
+    def fit(
+        self, frame: Columns, outcome: np.ndarray, *, weight: np.ndarray | None = None
+    ) -> StageWeightCRM:
         # The configured probabilities are given, not learned; fit only records the fallback
         # for stages without one (their empirical rate).
-        self.fallback_ = _GroupRate("stage").fit(frame, outcome)
+        self.fallback_ = _GroupRate("stage").fit(frame, outcome, weight)
         return self
 
     def _configured(self, frame: Columns) -> np.ndarray:
@@ -80,12 +83,16 @@ class _GroupRate:
     groups_: Vocabulary = field(default_factory=lambda: Vocabulary(()))
     rates_: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    def fit(self, frame: Columns, outcome: np.ndarray) -> _GroupRate:
+    def fit(
+        self, frame: Columns, outcome: np.ndarray, weight: np.ndarray | None = None
+    ) -> _GroupRate:
+        """`weight`: each snapshot's weight (the labels' censoring weights), 1 by default."""
         outcome = np.asarray(outcome, dtype=np.float64)
-        self.overall_ = float(outcome.mean()) if outcome.size else 0.0
+        w = np.ones_like(outcome) if weight is None else np.asarray(weight, dtype=np.float64)
+        self.overall_ = float(np.average(outcome, weights=w)) if w.sum() > 0 else 0.0
         codes, groups = pd.factorize(_keys(np.asarray(frame[self.column])))
-        sums = np.bincount(codes, weights=outcome, minlength=len(groups))
-        counts = np.bincount(codes, minlength=len(groups))
+        sums = np.bincount(codes, weights=outcome * w, minlength=len(groups))
+        counts = np.bincount(codes, weights=w, minlength=len(groups))
         self.groups_ = Vocabulary(groups)
         self.rates_ = (sums + _PRIOR * self.overall_) / (counts + _PRIOR)
         return self
@@ -102,8 +109,10 @@ class StageWeightEmpirical:
     target: Target = "won"
     name: str = "stage_weight_empirical"
 
-    def fit(self, frame: Columns, outcome: np.ndarray) -> StageWeightEmpirical:
-        self.rates_ = _GroupRate("stage").fit(frame, outcome)
+    def fit(
+        self, frame: Columns, outcome: np.ndarray, *, weight: np.ndarray | None = None
+    ) -> StageWeightEmpirical:
+        self.rates_ = _GroupRate("stage").fit(frame, outcome, weight)
         return self
 
     def predict_proba(self, frame: Columns) -> np.ndarray:
@@ -122,8 +131,10 @@ class CommitBaseline:
     name: str = "commit"
     include_best_case: bool = False
 
-    def fit(self, frame: Columns, outcome: np.ndarray) -> CommitBaseline:
-        self.rates_ = _GroupRate("forecast_category").fit(frame, outcome)
+    def fit(
+        self, frame: Columns, outcome: np.ndarray, *, weight: np.ndarray | None = None
+    ) -> CommitBaseline:
+        self.rates_ = _GroupRate("forecast_category").fit(frame, outcome, weight)
         return self
 
     def predict_proba(self, frame: Columns) -> np.ndarray:
@@ -138,10 +149,31 @@ class CommitBaseline:
 Baseline = StageWeightCRM | StageWeightEmpirical | CommitBaseline
 
 
-def fit_baselines(frame: Columns, outcome: np.ndarray, *, target: Target) -> dict[str, Baseline]:
-    """The three baselines fitted on the same training snapshots as the model."""
+def baselines_for(
+    training: TrainingSet, targets: tuple[str, ...] | None = None
+) -> dict[str, dict[str, Baseline]]:
+    """The baselines of each training target (all by default), fitted on the same snapshots,
+    labels and censoring weights as the model: one fit for the backtest and the bundle."""
+    out = {}
+    for name, labels in training.targets.items():
+        if targets is not None and name not in targets:
+            continue
+        known = labels.known
+        out[name] = fit_baselines(
+            training.frame[known],
+            labels.label[known],
+            target="won_in_period" if name == "won_in_period" else "won",
+            weight=labels.weight[known],
+        )
+    return out
+
+
+def fit_baselines(
+    frame: Columns, outcome: np.ndarray, *, target: Target, weight: np.ndarray | None = None
+) -> dict[str, Baseline]:
+    """The three baselines fitted on the same training snapshots and weights as the model."""
     return {
-        "stage_weight_crm": StageWeightCRM(target).fit(frame, outcome),
-        "stage_weight_empirical": StageWeightEmpirical(target).fit(frame, outcome),
-        "commit": CommitBaseline(target).fit(frame, outcome),
+        "stage_weight_crm": StageWeightCRM(target).fit(frame, outcome, weight=weight),
+        "stage_weight_empirical": StageWeightEmpirical(target).fit(frame, outcome, weight=weight),
+        "commit": CommitBaseline(target).fit(frame, outcome, weight=weight),
     }

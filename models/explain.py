@@ -1,12 +1,14 @@
 """Why a deal scores what it scores, and what moved the score lately.
 
 Attributions are LightGBM's own TreeSHAP (`pred_contrib`) on the main `won` booster: exact
-path-dependent Shapley values in log-odds, so base value + sum of attributions equals the
-model's raw margin (`models.win.raw_margin`) for every deal; the tests check it to 1e-6 and
-against `shap.TreeExplainer`. (SHAP's own tree algorithm does not handle LightGBM's
+path-dependent Shapley values in log-odds. The trees are boosted from the stage weight's
+log-odds, and that offset's deviation from the overall rate is attributed to the stage, so
+base value + sum of attributions equals the model's margin (`models.win._Target.margin`) for
+every deal; the tests check it to 1e-6 and the trees' part against `shap.TreeExplainer`.
+(SHAP's own tree algorithm does not handle LightGBM's
 categorical splits correctly; for LightGBM boosters `shap.TreeExplainer` itself delegates to
 `pred_contrib`, which is why we call it directly and build no explainer per request.) They
-are explanations of the raw margin; the calibrated probability is a monotone map of it.
+are explanations of the margin; the calibrated probability is a monotone map of it.
 
 Attributions are grouped into the manager's factors (models.factors) by plain summation, so
 a factor's total is exactly the sum of its features' attributions, and each factor gets one
@@ -94,13 +96,8 @@ def attribute(model: WinModel, columns: Columns) -> Attributions:
 
 def attribute_matrix(model: WinModel, matrix: np.ndarray) -> Attributions:
     """As `attribute`, on an encoded matrix (one LightGBM call)."""
-    contributions = np.asarray(
-        model.won_.booster.predict(
-            matrix,
-            pred_contrib=True,
-            num_threads=prediction_threads(model, len(matrix), work="contrib"),
-        ),
-        dtype=np.float64,
+    contributions = model.won_.contributions(
+        matrix, threads=prediction_threads(model, len(matrix), work="contrib")
     )
     return Attributions(
         features=tuple(model.encoder_.names),
@@ -400,14 +397,7 @@ def _trends(
     found: dict[tuple[int, int], TrendWindow] = {}
     if pairs:
         rows = np.concatenate(blocks)
-        values = np.asarray(
-            model.won_.booster.predict(
-                rows,
-                raw_score=True,
-                num_threads=prediction_threads(model, len(rows), work="raw"),
-            ),
-            dtype=np.float64,
-        )
+        values = model.won_.margin(rows, threads=prediction_threads(model, len(rows), work="raw"))
         p_then = calibrated_won(
             model,
             values[[pair.start for pair in pairs]],

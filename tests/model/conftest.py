@@ -54,10 +54,7 @@ def train_at(
 
     tables = DealTables.from_export(export, plan.attributes)
     deals = pd.Index(tables.opportunity_id).get_indexer(snapshots["opportunity_id"])
-    labels = label_snapshots(tables, deals, to_ns(snapshots["as_of"]), known_at=cutoff)
-    training = training_set(
-        snapshots, labels, cutoff=cutoff, horizon_days=plan.config.censoring_horizon_days
-    )
+    training = training_set(snapshots, tables, deals, cutoff=cutoff, horizons=plan.config.horizons)
     return training, WinModel(plan, WinModelConfig(**config)).fit(training)  # type: ignore[arg-type]
 
 
