@@ -32,6 +32,7 @@ from models.explain import (
     trend_queries,
 )
 from models.risk import RiskFlag, risk_flags, risk_level
+from models.win import WinPrediction
 
 # Letter grades of the calibrated win probability, for list views in the CRM.
 GRADES: tuple[tuple[float, str], ...] = (
@@ -61,6 +62,8 @@ class DealScore:
     win_probability_interval: tuple[float, float]
     win_in_period_probability: float
     win_in_period_interval: tuple[float, float]
+    # (horizon, its length in days, P(won within it)), shortest first.
+    horizons: tuple[tuple[str, float, float], ...]
     baselines: dict[str, float]  # won probability by stage weight (CRM, empirical), commit
     baselines_in_period: dict[str, float]
     grade: str
@@ -164,7 +167,7 @@ class Scorer:
         columns = feature_columns(tables, q_deals, q_times, plan=plan, reference=bundle.reference)
         now = {name: values[: len(deals)] for name, values in columns.items()}
         matrix = model.encoder_.transform(columns)  # once, for scores, SHAP and actions
-        prediction = model.predict(now, matrix=matrix[: len(deals)])
+        prediction = model.predict(now, matrix=matrix[: len(deals)], as_of=times)
         frame = now
         baselines = {
             target: {
@@ -218,6 +221,7 @@ class Scorer:
                         float(prediction.in_period_low[i]),
                         float(prediction.in_period_high[i]),
                     ),
+                    horizons=_horizons_of(prediction, i),
                     baselines={k: float(v[i]) for k, v in baselines["won"].items()},
                     baselines_in_period={
                         k: float(v[i]) for k, v in baselines["won_in_period"].items()
@@ -294,6 +298,14 @@ class Scorer:
         )
 
 
+def _horizons_of(prediction: WinPrediction, i: int) -> tuple[tuple[str, float, float], ...]:
+    rows = [
+        (name, float(prediction.horizon_days[name][i]), float(p[i]))
+        for name, p in prediction.horizons.items()
+    ]
+    return tuple(sorted(rows, key=lambda row: row[1]))
+
+
 def _change(explanation: DealExplanation, days: int) -> float:
     for window in explanation.trend:
         if window.days == days and window.change is not None:
@@ -322,7 +334,7 @@ def score_export(
     tables = DealTables.from_export(export, plan.attributes, stages=plan.stages)
     deals, times = open_deal_queries(tables, pd.DatetimeIndex([when]))
     columns = feature_columns(tables, deals, times, plan=plan, reference=bundle.reference)
-    prediction = bundle.model.predict(columns)
+    prediction = bundle.model.predict(columns, as_of=times)
     out = pd.DataFrame(
         {
             "opportunity_id": tables.opportunity_id[deals],
@@ -338,6 +350,9 @@ def score_export(
             "win_in_period_probability_high": prediction.in_period_high,
         }
     )
+    for horizon, p in prediction.horizons.items():
+        out[f"p_won_{horizon}"] = p
+        out[f"days_{horizon}"] = prediction.horizon_days[horizon]
     for name in BASELINE_NAMES:
         out[name] = bundle.baselines["won"][name].predict_proba(columns)
     out["grade"] = grades(prediction.won)

@@ -32,6 +32,7 @@ from serving.schemas import (
     DriverOut,
     FactorMoveOut,
     FactorOut,
+    HorizonOut,
     Interval,
     ModelInfoResponse,
     ModelRef,
@@ -139,6 +140,14 @@ def deal_score(score: DealScore, model: ModelRef, path: str) -> DealScoreOut:
         win_in_period_interval=_interval(
             score.win_in_period_interval, f"{path}.win_in_period_interval"
         ),
+        horizons=[
+            HorizonOut(
+                horizon=name,
+                days=finite(days, f"{path}.horizons[{k}].days"),
+                probability=finite(p, f"{path}.horizons[{k}].probability"),
+            )
+            for k, (name, days, p) in enumerate(score.horizons)
+        ],
         baselines=_baselines(score.baselines, f"{path}.baselines"),
         baselines_in_period=_baselines(score.baselines_in_period, f"{path}.baselines_in_period"),
         grade=score.grade,

@@ -336,6 +336,15 @@ class ModelRef(BaseModel):
     version: str | None
 
 
+class HorizonOut(BaseModel):
+    horizon: str = Field(
+        description="30d, 90d, 180d, this_quarter, next_quarter, or ever: the longest horizon "
+        "the training data supports (`days` says how long that is)"
+    )
+    days: Finite = Field(description="the horizon's length from as_of, in days")
+    probability: Finite = Field(description="P(won within the horizon); monotone in `days`")
+
+
 class DealScoreOut(BaseModel):
     opportunity_id: str
     as_of: datetime
@@ -343,6 +352,10 @@ class DealScoreOut(BaseModel):
     win_probability_interval: Interval
     win_in_period_probability: Finite
     win_in_period_interval: Interval
+    horizons: list[HorizonOut] = Field(
+        description="P(won within each horizon), shortest first; `ever` equals "
+        "win_probability and `this_quarter` win_in_period_probability"
+    )
     baselines: Baselines
     baselines_in_period: Baselines
     grade: str = Field(description="A (>= 70%) to E (< 15%) on the win probability")

@@ -1,15 +1,21 @@
 """The rolling-origin backtest of ../shared/spec/evaluation.md.
 
-For each of the last K completed fiscal quarters Q: train at cut-off = Q's start (labels as
-known then, features from rows stamped before each snapshot), then score every snapshot
-taken during Q. The model and every baseline are scored on exactly the same snapshots and
-judged against outcomes known at the end of the data.
+Folds are fiscal quarters or months (`backtest_folds`): for each fold, train at cut-off =
+the fold's start (labels as known then, features from rows stamped before each snapshot),
+then score every snapshot taken during the fold. By default quarters, when the data allows
+4 of them with `minimum_deals` won and lost deals resolved before the first origin; else
+months, as many as the data allows (at most 12, at least 2): a young org is judged on its
+months rather than not at all. The model and every baseline are scored on exactly the same
+snapshots and judged against outcomes known at the end of the data; by horizon, with the
+censoring weights of features.labels, so that outcomes still unknown then are stood in for
+by those known rather than dropped.
 
-Period forecasts are judged per team-quarter at weeks 1, 4, 8 and 12 of the quarter:
-closed-won revenue so far plus each forecaster's view of the open pipeline (plus expected
-new business, for the model) against the quarter's actual closed-won revenue. The shared
-factor of the attainment distribution is fitted leave-one-quarter-out, so no quarter's
-interval coverage is judged with a scale fitted on that quarter.
+Period forecasts are judged per team-quarter at weeks 1, 4, 8 and 12 of the quarter, for
+every quarter that ended by the end of the data: closed-won revenue so far plus each
+forecaster's view of the open pipeline (plus expected new business, for the model) against
+the quarter's actual closed-won revenue. A week's forecast comes from the fold that holds
+it. The shared factor of the attainment distribution is fitted leave-one-quarter-out, so no
+quarter's interval coverage is judged with a scale fitted on that quarter.
 """
 
 from __future__ import annotations
@@ -17,17 +23,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from features.fiscal import completed_quarters, quarter_bounds
-from features.labels import CensoringEffect, censoring_effect
+from features.errors import DealcastDataError
+from features.fiscal import completed_quarters, quarter_bounds, quarter_labels, week_of_quarter
+from features.labels import CensoringEffect, FollowUp, censoring_effect, label_horizon, target_name
 from features.timestamps import to_ns
 from models.attainment import NewBusinessModel, TeamQuarter, fit_dependence, simulate_attainment
-from models.baselines import BASELINE_NAMES, Target, fit_baselines
+from models.baselines import BASELINE_NAMES, baselines_for
 from models.win import WinModel, WinModelConfig
 from training.dataset import PreparedData
 from training.metrics import deal_metrics, period_metrics
@@ -37,15 +44,33 @@ logger = logging.getLogger(__name__)
 FORECASTERS = ("model", *BASELINE_NAMES)
 WEEKS = (1, 4, 8, 12)
 DAY = pd.Timedelta(days=1)
+Step = Literal["auto", "quarter", "month"]
+DEFAULT_QUARTERS = 4
+MAX_MONTHS = 12
+
+
+class NoBacktestFolds(DealcastDataError):
+    """The data is too young for the backtest asked for."""
 
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    quarters: int = 4
+    """- `step`: fold length; "auto" takes quarters when 4 qualify, else months.
+    - `folds`: how many folds (default: 4 quarters, or up to 12 months)."""
+
+    step: Step = "auto"
+    folds: int | None = None
     weeks: tuple[int, ...] = WEEKS
     model: WinModelConfig = field(default_factory=WinModelConfig)
     interval_level: float = 0.8
     attainment_draws: int = 2048
+
+
+@dataclass(frozen=True)
+class Fold:
+    label: str  # "2026-Q1" or "2026-03"
+    start: pd.Timestamp
+    end: pd.Timestamp
 
 
 @dataclass
@@ -55,6 +80,59 @@ class BacktestResult:
     periods: pd.DataFrame  # every team-quarter x week with forecasts, actuals, attainment
     dependence: float  # shared-factor scale fitted on all test quarters
     censoring: dict[str, CensoringEffect]
+    step: str = "quarter"
+
+
+def _completed_months(before: pd.Timestamp, count: int) -> list[Fold]:
+    """The last `count` calendar months that ended by `before`, oldest first."""
+    last = pd.Timestamp(before).tz_convert("UTC").tz_localize(None).to_period("M")
+    out = []
+    for k in range(count, 0, -1):
+        month = last - k
+        start = month.to_timestamp().tz_localize("UTC")
+        out.append(Fold(str(month), start, (month + 1).to_timestamp().tz_localize("UTC")))
+    return out
+
+
+def _candidates(data: PreparedData, step: Literal["quarter", "month"], count: int) -> list[Fold]:
+    if step == "quarter":
+        quarters = completed_quarters(
+            data.data_end, count, start_month=data.plan.config.fiscal_year_start_month
+        )
+        return [Fold(label, start, end) for label, start, end in quarters]
+    return _completed_months(data.data_end, count)
+
+
+def backtest_folds(
+    data: PreparedData, *, step: Step = "auto", folds: int | None = None, minimum_deals: int = 40
+) -> tuple[Literal["quarter", "month"], list[Fold]]:
+    """The folds the data allows, oldest first: of the last `folds` completed quarters (or
+    months), those whose start has `minimum_deals` won and lost deals resolved before it."""
+
+    def qualifying(kind: Literal["quarter", "month"], count: int) -> list[Fold]:
+        return [
+            fold
+            for fold in _candidates(data, kind, count)
+            if fold.start > data.data_start
+            and min(data.resolved_deals(fold.start)) >= minimum_deals
+        ]
+
+    if step == "quarter":
+        return "quarter", qualifying("quarter", folds or DEFAULT_QUARTERS)
+    if step == "auto":
+        quarters = qualifying("quarter", folds or DEFAULT_QUARTERS)
+        if len(quarters) == (folds or DEFAULT_QUARTERS):
+            return "quarter", quarters
+    return "month", qualifying("month", folds or MAX_MONTHS)
+
+
+def _fold_error(data: PreparedData, step: str, found: int, minimum_deals: int) -> str:
+    won, lost = data.resolved_deals(data.data_end)
+    return (
+        f"the data allows {found} backtest fold(s) by {step} (each needs {minimum_deals} won "
+        f"and {minimum_deals} lost deals resolved before it starts; by the end of the data "
+        f"{won} won and {lost} lost are resolved); a backtest needs at least 2"
+    )
 
 
 def quota_by_team(data: PreparedData, period: str) -> pd.Series:
@@ -82,44 +160,39 @@ def _closed_deals(data: PreparedData) -> pd.DataFrame:
 def _won_between(data: PreparedData, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
     deals = data.deals
     won = deals["won"] & (deals["close_time"] >= start) & (deals["close_time"] < end)
-    return deals[won].groupby("team")["amount"].sum()
+    return deals[won].groupby("team")["amount"].sum(min_count=1).fillna(0.0)
 
 
-def _score_quarter(
-    data: PreparedData, label: str, start: pd.Timestamp, end: pd.Timestamp, config: BacktestConfig
+def _score_fold(
+    data: PreparedData, fold: Fold, config: BacktestConfig
 ) -> tuple[pd.DataFrame, CensoringEffect, dict[str, Any]]:
-    training = data.training_at(start)
-    seen = (data.snapshots["as_of"] <= start).to_numpy()
+    training = data.training_at(fold.start)
+    seen = (data.snapshots["as_of"] <= fold.start).to_numpy()
     effect = censoring_effect(training, data.truth["won"].to_numpy()[seen])
     model = WinModel(data.plan, config.model).fit(training)
-    frame = training.frame
-    targets: tuple[tuple[Target, np.ndarray], ...] = (
-        ("won", training.use_won),
-        ("won_in_period", training.use_won_in_period),
-    )
-    baselines = {
-        target: fit_baselines(frame[use], frame[target].to_numpy()[use], target=target)
-        for target, use in targets
-    }
-    test = ((data.snapshots["as_of"] >= start) & (data.snapshots["as_of"] < end)).to_numpy()
+    baselines = baselines_for(training)
+    test = (
+        (data.snapshots["as_of"] >= fold.start) & (data.snapshots["as_of"] < fold.end)
+    ).to_numpy()
     snaps = data.snapshots[test].reset_index(drop=True)
     truth = data.truth[test].reset_index(drop=True)
-    prediction = model.predict(snaps)
+    as_of = to_ns(snaps["as_of"])
+    prediction = model.predict(snaps, as_of=as_of)
     teams = data.deals.set_index("opportunity_id")["team"]
-    _, quarter_end = quarter_bounds(
-        to_ns(snaps["as_of"]), start_month=data.plan.config.fiscal_year_start_month
-    )
+    start_month = data.plan.config.fiscal_year_start_month
+    _, quarter_end = quarter_bounds(as_of, start_month=start_month)
     out = pd.DataFrame(
         {
-            "quarter": label,
+            "fold": fold.label,
+            "quarter": quarter_labels(as_of, start_month=start_month),
             "opportunity_id": snaps["opportunity_id"],
             "as_of": snaps["as_of"],
-            "week": ((snaps["as_of"] - start) / pd.Timedelta(weeks=1)).astype(int) + 1,
+            "week": week_of_quarter(as_of, start_month=start_month),
             "stage": snaps["stage"],
             "forecast_category": snaps["forecast_category"],
             "team": snaps["opportunity_id"].map(teams).to_numpy(),
             "amount": snaps["amount"],
-            "days_left": (quarter_end - to_ns(snaps["as_of"])) / 86_400e9,
+            "days_left": (quarter_end - as_of) / 86_400e9,
             "won": truth["won"],
             "won_in_period": truth["won_in_period"],
             "p_model": prediction.won,
@@ -134,12 +207,24 @@ def _score_quarter(
         out[f"p_{name}"] = baselines["won"][name].predict_proba(snaps)
         out[f"pin_{name}"] = baselines["won_in_period"][name].predict_proba(snaps)
         out[f"weight_{name}"] = baselines["won_in_period"][name].period_weights(snaps)
+    # By horizon: labels as known at the end of the data, weighted for what is still unknown.
+    codes = data.deal_codes[test]
+    followup = FollowUp(data.data_end.value - as_of)
+    ends = training.horizons.ends(as_of, ever_days=training.ever_days)
+    for horizon, end in ends.items():
+        label, took = label_horizon(data.tables, codes, as_of, end, known_at=data.data_end)
+        out[f"y_{horizon}"] = label
+        out[f"w_{horizon}"] = followup.weights(took)
+        out[f"h_model_{horizon}"] = prediction.horizons[horizon]
+        for name in BASELINE_NAMES:
+            out[f"h_{name}_{horizon}"] = baselines[target_name(horizon)][name].predict_proba(snaps)
     return out, effect, model.training_summary_
 
 
 @dataclass
 class _PeriodCase:
-    quarter: int  # fold index
+    fold: str
+    quarter: str
     team: str
     week: int
     deals: pd.DataFrame
@@ -162,39 +247,43 @@ class _PeriodCase:
 
 
 def _period_cases(
-    data: PreparedData,
-    fold: int,
-    label: str,
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    predictions: pd.DataFrame,
-    weeks: tuple[int, ...],
+    data: PreparedData, fold: Fold, predictions: pd.DataFrame, weeks: tuple[int, ...]
 ) -> list[_PeriodCase]:
+    """The team-quarter forecasts of one fold: at each grid time of the fold that is week w
+    of its quarter (w in `weeks`), for quarters that ended by the end of the data."""
     new_business = NewBusinessModel.fit(
         _closed_deals(data),
-        as_of=start,
+        as_of=fold.start,
         fiscal_year_start_month=data.plan.config.fiscal_year_start_month,
     )
-    actual = _won_between(data, start, end)
-    quotas = quota_by_team(data, label)
+    start_month = data.plan.config.fiscal_year_start_month
     cases = []
-    for week in weeks:
-        at = start + pd.Timedelta(weeks=week - 1)
-        if at >= end:
+    teams = sorted(set(data.deals["team"]))
+    times = pd.DatetimeIndex(sorted(predictions["as_of"].unique()))
+    for at in times:
+        at_ns = np.array([at.value])
+        week = int(week_of_quarter(at_ns, start_month=start_month)[0])
+        q_start_ns, q_end_ns = quarter_bounds(at_ns, start_month=start_month)
+        q_start, q_end = pd.Timestamp(q_start_ns[0], tz="UTC"), pd.Timestamp(q_end_ns[0], tz="UTC")
+        if week not in weeks or q_end > data.data_end:
             continue
-        so_far = _won_between(data, start, at)
+        label = str(quarter_labels(at_ns, start_month=start_month)[0])
+        actual = _won_between(data, q_start, q_end)
+        so_far = _won_between(data, q_start, at)
+        quotas = quota_by_team(data, label)
         open_now = predictions[predictions["as_of"] == at]
-        for team in sorted(set(data.deals["team"])):
+        for team in teams:
             cases.append(
                 _PeriodCase(
-                    quarter=fold,
+                    fold=fold.label,
+                    quarter=label,
                     team=team,
                     week=week,
                     deals=open_now[open_now["team"] == team],
                     won_to_date=float(so_far.get(team, 0.0)),
                     actual=float(actual.get(team, 0.0)),
                     quota=float(quotas.get(team, np.nan)),
-                    days_left=(end - at) / DAY,
+                    days_left=(q_end - at) / DAY,
                     new_business=new_business,
                 )
             )
@@ -205,18 +294,26 @@ def _evaluate_periods(
     cases: list[_PeriodCase], config: BacktestConfig
 ) -> tuple[pd.DataFrame, float]:
     """Forecasts, actuals and attainment per case; the dependence scale for all quarters."""
-    folds = sorted({c.quarter for c in cases})
-    scale_for: dict[int, float] = {}
-    for fold in folds:
-        others = [c.team_quarter() for c in cases if c.quarter != fold]
-        scale_for[fold] = fit_dependence(others, draws=config.attainment_draws) if others else 0.0
-    overall = fit_dependence([c.team_quarter() for c in cases], draws=config.attainment_draws)
+    quarters = sorted({c.quarter for c in cases})
+    scale_for: dict[str, float] = {}
+    for quarter in quarters:
+        others = [c.team_quarter() for c in cases if c.quarter != quarter]
+        scale_for[quarter] = (
+            fit_dependence(others, draws=config.attainment_draws) if others else 0.0
+        )
+    overall = (
+        fit_dependence([c.team_quarter() for c in cases], draws=config.attainment_draws)
+        if cases
+        else 0.0
+    )
     rows = []
     for case in tqdm(cases, desc="attainment", leave=False, disable=None):
         deals = case.deals
-        amounts = deals["amount"].to_numpy()
+        # An amount not known yet counts for nothing (features.validation's repairs).
+        amounts = np.nan_to_num(deals["amount"].to_numpy(dtype=np.float64), nan=0.0)
         row: dict[str, Any] = {
-            "quarter_index": case.quarter,
+            "fold": case.fold,
+            "quarter": case.quarter,
             "team": case.team,
             "week": case.week,
             "won_to_date": case.won_to_date,
@@ -244,7 +341,7 @@ def _evaluate_periods(
                 probability_high=deals["pin_model_high"].to_numpy(),
                 new_business=(case.new_business, case.team, case.days_left),
                 dependence=scale_for[case.quarter],
-                seed=case.quarter * 1000 + case.week,
+                seed=quarters.index(case.quarter) * 1000 + case.week,
             )
             row.update(p_attain=result.p_attain, p10=result.p10, p90=result.p90)
         else:
@@ -254,45 +351,56 @@ def _evaluate_periods(
 
 
 def _deal_block(
-    predictions: pd.DataFrame, prefix: str, target: str, weeks: tuple[int, ...]
+    predictions: pd.DataFrame,
+    column: Callable[[str], str],
+    target: str,
+    weeks: tuple[int, ...],
+    weight: str | None = None,
 ) -> dict[str, Any]:
     block: dict[str, Any] = {}
     y = predictions[target].to_numpy(dtype=np.float64)
+    w = None if weight is None else predictions[weight].to_numpy(dtype=np.float64)
+    week = predictions["week"].to_numpy()
+    stage = predictions["stage"].to_numpy(dtype=object)
+
+    def metrics(p: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        return deal_metrics(p[mask], y[mask], None if w is None else w[mask])
+
+    every = np.ones(len(predictions), dtype=bool)
     for name in FORECASTERS:
-        p = predictions[f"{prefix}{name}"].to_numpy(dtype=np.float64)
-        by_week = {
-            str(w): deal_metrics(
-                p[(predictions["week"] == w).to_numpy()], y[(predictions["week"] == w).to_numpy()]
-            )
-            for w in weeks
+        p = predictions[column(name)].to_numpy(dtype=np.float64)
+        block[name] = {
+            "overall": metrics(p, every),
+            "by_week": {str(k): metrics(p, week == k) for k in weeks},
+            "by_stage": {
+                str(s): metrics(p, stage == s)
+                for s in sorted(predictions["stage"].dropna().unique())
+            },
         }
-        by_stage = {
-            str(stage): deal_metrics(
-                p[(predictions["stage"] == stage).to_numpy()],
-                y[(predictions["stage"] == stage).to_numpy()],
-            )
-            for stage in sorted(predictions["stage"].dropna().unique())
-        }
-        block[name] = {"overall": deal_metrics(p, y), "by_week": by_week, "by_stage": by_stage}
     return block
 
 
 def _period_block(periods: pd.DataFrame, weeks: tuple[int, ...]) -> dict[str, Any]:
     block: dict[str, Any] = {}
-    with_quota = periods[np.isfinite(periods["quota"]) & (periods["quota"] > 0)]
+    if periods.empty:
+        periods = pd.DataFrame(
+            columns=["quarter", "team", "week", "actual", "quota", "p_attain", "p10", "p90"]
+            + [f"forecast_{name}" for name in FORECASTERS]
+        )
+    with_quota = periods[np.isfinite(periods["quota"].astype(float)) & (periods["quota"] > 0)]
     attained = (with_quota["actual"] >= with_quota["quota"]).to_numpy(dtype=np.float64)
-    team_quarters = periods[["quarter_index", "team"]].drop_duplicates()
+    team_quarters = periods[["quarter", "team"]].drop_duplicates()
     for name in FORECASTERS:
         forecast = periods[f"forecast_{name}"]
         by_week = {
             str(w): period_metrics(
-                forecast[periods["week"] == w].to_numpy(),
-                periods.loc[periods["week"] == w, "actual"].to_numpy(),
+                forecast[periods["week"] == w].to_numpy(dtype=np.float64),
+                periods.loc[periods["week"] == w, "actual"].to_numpy(dtype=np.float64),
             )
             for w in weeks
         }
         if name == "model":
-            p_attain = with_quota["p_attain"].to_numpy()
+            p_attain = with_quota["p_attain"].to_numpy(dtype=np.float64)
             inside = (with_quota["p10"] <= with_quota["actual"]) & (
                 with_quota["actual"] <= with_quota["p90"]
             )
@@ -313,43 +421,66 @@ def _period_block(periods: pd.DataFrame, weeks: tuple[int, ...]) -> dict[str, An
     return block
 
 
+def _horizon_blocks(
+    predictions: pd.DataFrame, horizons: tuple[str, ...], weeks: tuple[int, ...]
+) -> dict[str, Any]:
+    return {
+        horizon: _deal_block(
+            predictions,
+            lambda name, h=horizon: f"h_{name}_{h}",  # type: ignore[misc]
+            f"y_{horizon}",
+            weeks,
+            weight=f"w_{horizon}",
+        )
+        for horizon in horizons
+    }
+
+
 def run_backtest(
     data: PreparedData,
     *,
     config: BacktestConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    require_folds: int = 2,
 ) -> BacktestResult:
+    """The backtest on the folds the data allows; raises NoBacktestFolds when fewer than
+    `require_folds` exist (`dealcast train` asks for 1: its gate runs on what exists)."""
     config = config or BacktestConfig()
-    quarters = completed_quarters(
-        data.data_end, config.quarters, start_month=data.plan.config.fiscal_year_start_month
-    )
+    minimum = config.model.minimum_deals
+    step, folds = backtest_folds(data, step=config.step, folds=config.folds, minimum_deals=minimum)
+    if len(folds) < max(require_folds, 1):
+        raise NoBacktestFolds(_fold_error(data, step, len(folds), minimum))
+    logger.info("backtest by %s: %s", step, ", ".join(f.label for f in folds))
     all_predictions, cases = [], []
     censoring: dict[str, CensoringEffect] = {}
     summaries: dict[str, dict[str, Any]] = {}
-    for fold, (label, start, end) in enumerate(
-        tqdm(quarters, desc="backtest quarters", disable=None)
-    ):
+    for fold in tqdm(folds, desc=f"backtest {step}s", disable=None):
         if progress:
-            progress(label)
-        predictions, effect, summary = _score_quarter(data, label, start, end, config)
-        censoring[label], summaries[label] = effect, summary
+            progress(fold.label)
+        predictions, effect, summary = _score_fold(data, fold, config)
+        censoring[fold.label], summaries[fold.label] = effect, summary
         all_predictions.append(predictions)
-        cases += _period_cases(data, fold, label, start, end, predictions, config.weeks)
+        cases += _period_cases(data, fold, predictions, config.weeks)
     predictions = pd.concat(all_predictions, ignore_index=True)
     periods, dependence = _evaluate_periods(cases, config)
-    periods.insert(0, "quarter", [quarters[i][0] for i in periods["quarter_index"]])
+    horizons = data.plan.config.horizons.names
     metrics = {
         "data": {
             "fingerprint": data.export.fingerprint,
             "n_opportunities": data.export.n_opportunities,
-            "test_quarters": [q[0] for q in quarters],
+            "test_quarters": sorted(predictions["quarter"].unique().tolist()),
+            "step": step,
+            "folds": [f.label for f in folds],
             "n_snapshots": len(predictions),
         },
-        "deal": _deal_block(predictions, "p_", "won", config.weeks),
-        "deal_in_period": _deal_block(predictions, "pin_", "won_in_period", config.weeks),
+        "deal": _deal_block(predictions, lambda name: f"p_{name}", "won", config.weeks),
+        "deal_in_period": _deal_block(
+            predictions, lambda name: f"pin_{name}", "won_in_period", config.weeks
+        ),
+        "deal_by_horizon": _horizon_blocks(predictions, horizons, config.weeks),
         "period": _period_block(periods, config.weeks),
         "attainment": {"dependence": dependence, "interval_level": config.interval_level},
         "censoring": {label: effect.to_dict() for label, effect in censoring.items()},
         "training": summaries,
     }
-    return BacktestResult(metrics, predictions, periods, dependence, censoring)
+    return BacktestResult(metrics, predictions, periods, dependence, censoring, step)

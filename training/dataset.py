@@ -42,21 +42,21 @@ class PreparedData:
         return pd.Timestamp(self.export.history["changed_at"].min())
 
     def training_at(self, cutoff: pd.Timestamp) -> TrainingSet:
-        """The snapshots a model trained at `cutoff` may use, labelled as known then."""
-        labels = label_snapshots(
-            self.tables,
-            self.deal_codes,
-            to_ns(self.snapshots["as_of"]),
-            known_at=cutoff,
-            fiscal_year_start_month=self.plan.config.fiscal_year_start_month,
-        )
+        """The snapshots a model trained at `cutoff` may use, labelled and weighted as known
+        then (features.labels)."""
         return training_set(
             self.snapshots,
-            labels,
+            self.tables,
+            self.deal_codes,
             cutoff=cutoff,
-            horizon_days=self.plan.config.censoring_horizon_days,
-            fiscal_year_start_month=self.plan.config.fiscal_year_start_month,
+            horizons=self.plan.config.horizons,
         )
+
+    def resolved_deals(self, before: pd.Timestamp) -> tuple[int, int]:
+        """(won, lost) deals closed by `before`: what a model trained then can learn from."""
+        closed = self.deals["close_time"] <= before
+        won = int((closed & self.deals["won"]).sum())
+        return won, int(closed.sum()) - won
 
 
 def deal_outcomes(export: CrmExport) -> pd.DataFrame:

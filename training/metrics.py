@@ -16,15 +16,22 @@ ECE_BINS = 15
 _CLIP = 1e-6
 
 
-def ece(p: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS) -> float:
-    """Expected calibration error: |mean p - mean y| per equal-count bin, weighted by size."""
+def ece(
+    p: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS, weight: np.ndarray | None = None
+) -> float:
+    """Expected calibration error: |mean p - mean y| per equal-count bin, weighted by size
+    (by total weight, with `weight`)."""
     if p.size == 0:
         return math.nan
+    w = np.ones_like(p) if weight is None else np.asarray(weight, dtype=np.float64)
     order = np.argsort(p, kind="stable")
     total = 0.0
     for chunk in np.array_split(order, min(bins, p.size)):
-        total += chunk.size * abs(float(p[chunk].mean()) - float(y[chunk].mean()))
-    return total / p.size
+        mass = float(w[chunk].sum())
+        if mass > 0:
+            gap = np.average(p[chunk], weights=w[chunk]) - np.average(y[chunk], weights=w[chunk])
+            total += mass * abs(float(gap))
+    return total / float(w.sum())
 
 
 def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS) -> list[dict[str, float]]:
@@ -37,19 +44,30 @@ def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS) -> list[d
     ]
 
 
-def deal_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float | int | None]:
-    """AUC, Brier, log loss and ECE of probabilities `p` for outcomes `y` (NaN y ignored)."""
+def deal_metrics(
+    p: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None
+) -> dict[str, float | int | None]:
+    """AUC, Brier, log loss and ECE of probabilities `p` for outcomes `y` (NaN y ignored).
+
+    `weight`: each snapshot's censoring weight (features.labels), so that outcomes still
+    unknown at the end of the data are stood in for by those known; 0 drops a snapshot.
+    """
+    y = np.asarray(y, dtype=np.float64)
     known = ~np.isnan(y)
+    if weight is not None:
+        known &= np.asarray(weight) > 0
     p, y = np.asarray(p, dtype=np.float64)[known], y[known]
+    w = np.ones_like(y) if weight is None else np.asarray(weight, dtype=np.float64)[known]
     if y.size == 0:
         return {"auc": None, "brier": None, "log_loss": None, "ece": None, "n": 0}
     clipped = np.clip(p, _CLIP, 1 - _CLIP)
     both_classes = 0 < y.sum() < y.size
+    loss = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
     return {
-        "auc": float(roc_auc_score(y, p)) if both_classes else None,
-        "brier": float(np.mean((p - y) ** 2)),
-        "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
-        "ece": float(ece(p, y)),
+        "auc": float(roc_auc_score(y, p, sample_weight=w)) if both_classes else None,
+        "brier": float(np.average((p - y) ** 2, weights=w)),
+        "log_loss": float(np.average(loss, weights=w)),
+        "ece": float(ece(p, y, weight=w)),
         "n": int(y.size),
     }
 

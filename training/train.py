@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 
 from features.config import FeatureConfig
@@ -27,7 +26,7 @@ from features.loading import CrmExport, export_as_of, load_export
 from features.payload import deals_as_payloads
 from features.reference import OutcomeReference
 from models.attainment import NewBusinessModel
-from models.baselines import Target, fit_baselines
+from models.baselines import baselines_for
 from models.bundle import DealcastBundle, DealcastModel, log_bundle
 from models.win import WinModel
 from training.backtest import BacktestConfig, BacktestResult, run_backtest
@@ -138,15 +137,7 @@ def build_bundle(
     """The final model, trained on everything labelled by the end of the data."""
     training = data.training_at(cutoff)
     model = WinModel(data.plan, config.backtest.model).fit(training)
-    frame = training.frame
-    targets: tuple[tuple[Target, np.ndarray], ...] = (
-        ("won", training.use_won),
-        ("won_in_period", training.use_won_in_period),
-    )
-    baselines: dict[str, dict[str, Any]] = {
-        target: fit_baselines(frame[use], frame[target].to_numpy()[use], target=target)
-        for target, use in targets
-    }
+    baselines: dict[str, dict[str, Any]] = dict(baselines_for(training, ("won", "won_in_period")))
     closed = data.deals[data.deals["close_time"].notna()]
     new_business = NewBusinessModel.fit(
         closed[["team", "created_at", "close_time", "won", "amount"]],
@@ -266,6 +257,10 @@ def _champion_comparison(
 def train(
     data_dir: Path, *, cutoff: pd.Timestamp | None = None, config: TrainConfig | None = None
 ) -> TrainOutcome:
+    # The file format lives with the CLI; imported here, not at module level, so that
+    # training does not depend on the CLI package to be imported.
+    from dealcast.config import config_to_toml, resolved_config
+
     config = config or TrainConfig()
     client = configure()
     export = load_export(data_dir)
@@ -275,6 +270,8 @@ def train(
     # any alias has moved.
     with mlflow.start_run(run_name="train") as run:
         mlflow.log_params(_flat_params(config))
+        mlflow.log_dict(resolved_config(config), "config.json")
+        mlflow.log_text(config_to_toml(config), "dealcast.toml")
         data = prepare(export, config=config.feature, as_of=cutoff)
         end = data.data_end
         mlflow.set_tags(
@@ -287,7 +284,8 @@ def train(
                 "code_version": code_version(),
             }
         )
-        backtest = run_backtest(data, config=config.backtest)
+        # The gate runs on the folds that exist: a young org's one month is judged too.
+        backtest = run_backtest(data, config=config.backtest, require_folds=1)
         mlflow.log_metrics(_headline_metrics(backtest.metrics))
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "backtest"
