@@ -124,7 +124,7 @@ class SalesforceImportReport:
     corporate_currency: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     fiscal_year_start_month: int = 1
-    fiscal_year_source: str = "the default (January)"
+    fiscal_year_source: str = "the default, January"
 
     def file(self, name: str) -> SourceFileReport:
         """The report of one source file, e.g. `report.file("Opportunity.csv")`."""
@@ -462,7 +462,7 @@ def _fiscal_year(
 ) -> tuple[int, str]:
     """The month that labels quotas and where it came from: the caller's, else the export's."""
     if given is None:
-        return (1, "the default (January)") if fiscal is None else (fiscal.month, fiscal.source)
+        return (1, "the default, January") if fiscal is None else (fiscal.month, fiscal.source)
     if fiscal is not None and fiscal.month != given:
         notes.append(
             f"--fiscal-year-start-month {given} overrides {fiscal.source}, which starts the "
