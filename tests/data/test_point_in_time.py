@@ -8,6 +8,8 @@ snapshot pipeline gave it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -127,6 +129,35 @@ def test_changing_the_future_changes_no_feature(world: CrmExport, share: float, 
     # The perturbation really changed the future.
     assert len(perturbed.history) != len(world.history)
     after = snapshots_at(perturbed, t, plan)
+    pd.testing.assert_frame_equal(before, after)
+
+
+@pytest.mark.parametrize(("share", "seed"), [(0.5, 4), (0.8, 5)])
+def test_empty_amounts_are_repaired_from_the_past_only(
+    world: CrmExport, share: float, seed: int
+) -> None:
+    """With a third of the amounts empty (first rows included), changing, emptying, adding
+    and deleting rows after t leaves the carried-forward amounts, and every feature, at t."""
+    t = grid_time_inside(world, share)
+    plan = FeaturePlan.from_export(world)
+    rng = np.random.default_rng(seed)
+    history = world.history.drop(columns=["amount_original"], errors="ignore")
+    history = history.assign(amount=history["amount"].mask(rng.random(len(history)) < 0.35))
+    gappy = replace(world, history=history)
+    raw = {
+        "opportunities": world.opportunities,
+        "opportunity_history": history,
+        "activities": world.activities,
+        "accounts": world.accounts,
+        "owners": world.owners,
+    }
+    before = snapshots_at(build_export(raw, stages=world.stages), t, plan)
+    assert before["amount"].isna().any()
+    perturbed = perturb_future(gappy, t, seed)
+    future = perturbed["opportunity_history"]
+    later = (future["changed_at"] > t) & (rng.random(len(future)) < 0.3)
+    perturbed["opportunity_history"] = future.assign(amount=future["amount"].mask(later))
+    after = snapshots_at(build_export(perturbed, stages=world.stages), t, plan)
     pd.testing.assert_frame_equal(before, after)
 
 

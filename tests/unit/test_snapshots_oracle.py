@@ -242,3 +242,28 @@ def test_a_row_stamped_exactly_at_as_of_is_seen(tmp_path: Path) -> None:
     assert at.loc[pd.Timestamp("2025-01-01", tz="UTC"), "stage"] == "Prospecting"
     assert at.loc[pd.Timestamp("2025-01-08", tz="UTC"), "stage"] == "Qualification"
     assert at.loc[pd.Timestamp("2025-01-08", tz="UTC"), "days_in_stage"] == 0.0
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_unknown_amounts_match_the_oracle(tmp_path: Path, seed: int) -> None:
+    """Empty amounts, first rows included: as of t, a deal's amount is its latest amount in
+    rows stamped <= t, unknown (NaN) before any; changes are measured from the first."""
+    raw = random_export(seed)
+    history = raw["opportunity_history"]
+    rng = np.random.default_rng(seed)
+    history["amount"] = history["amount"].mask(rng.random(len(history)) < 0.4)
+    export = load_export(write_tables(tmp_path / f"empty{seed}", raw))
+    snapshots = build_snapshots(export)
+    assert snapshots["amount"].isna().any() and snapshots["amount"].notna().any()
+    stamped = pd.to_datetime(history["changed_at"], utc=True, format="ISO8601")
+    for row in snapshots.itertuples(index=False):
+        mine = (history["opportunity_id"] == row.opportunity_id) & (stamped <= row.as_of)
+        known = history.loc[mine, "amount"].iloc[np.argsort(stamped[mine].to_numpy())].dropna()
+        amount = known.iloc[-1] if len(known) else np.nan
+        first = known.iloc[0] if len(known) else np.nan
+        change = amount / first - 1 if first > 0 else np.nan
+        where = f"{row.opportunity_id} {row.as_of}"
+        np.testing.assert_allclose(row.amount, amount, rtol=1e-12, err_msg=where)
+        np.testing.assert_allclose(
+            row.amount_change_since_creation, change, rtol=1e-12, atol=1e-12, err_msg=where
+        )
