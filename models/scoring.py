@@ -266,7 +266,8 @@ class Scorer:
         win_rate = record.get("win_rate")
         deal_size = record.get("average_deal_size")
         p = np.array([s.win_in_period_probability for s in scores])
-        amounts = np.array([s.amount for s in scores])
+        # An amount not known yet counts for nothing, in the model's forecast and the baselines'.
+        amounts = np.nan_to_num(np.array([s.amount for s in scores], dtype=np.float64), nan=0.0)
         result = simulate_attainment(
             quota=quota,
             won_to_date=won_to_date,
@@ -281,7 +282,8 @@ class Scorer:
             seed=seed,
         )
         baselines = {
-            name: won_to_date + sum(s.period_weights[name] * s.amount for s in scores)
+            name: won_to_date
+            + float(np.dot([s.period_weights[name] for s in scores], amounts) if scores else 0.0)
             for name in BASELINE_NAMES
         }
         # Flagged deals, by the revenue the forecast counts on from them.

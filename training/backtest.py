@@ -81,6 +81,7 @@ class BacktestResult:
     dependence: float  # shared-factor scale fitted on all test quarters
     censoring: dict[str, CensoringEffect]
     step: str = "quarter"
+    repairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # every repaired row
 
 
 def _completed_months(before: pd.Timestamp, count: int) -> list[Fold]:
@@ -472,6 +473,8 @@ def run_backtest(
             "step": step,
             "folds": [f.label for f in folds],
             "n_snapshots": len(predictions),
+            # What loading repaired (features.validation), by kind: the rows are in repairs.csv.
+            "repairs": data.export.report.repairs.counts(),
         },
         "deal": _deal_block(predictions, lambda name: f"p_{name}", "won", config.weeks),
         "deal_in_period": _deal_block(
@@ -483,4 +486,12 @@ def run_backtest(
         "censoring": {label: effect.to_dict() for label, effect in censoring.items()},
         "training": summaries,
     }
-    return BacktestResult(metrics, predictions, periods, dependence, censoring, step)
+    return BacktestResult(
+        metrics,
+        predictions,
+        periods,
+        dependence,
+        censoring,
+        step,
+        repairs=data.export.report.repairs.to_frame(),
+    )

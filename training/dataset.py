@@ -69,7 +69,9 @@ def deal_outcomes(export: CrmExport) -> pd.DataFrame:
     closed = final["stage"].isin(closed_stages).to_numpy()
     deals["close_time"] = final["changed_at"].where(closed).to_numpy()
     deals["won"] = final["stage"].isin(export.stages.won_stages).to_numpy()
-    deals["amount"] = final["amount"].to_numpy(dtype=np.float64)
+    # A deal whose amount was never known adds nothing to revenue (features.validation's
+    # repairs leave an amount unknown until one is entered).
+    deals["amount"] = np.nan_to_num(final["amount"].to_numpy(dtype=np.float64), nan=0.0)
     teams = export.owners.drop_duplicates("owner_id").set_index("owner_id")["team"]
     deals["team"] = deals["owner_id"].map(teams).astype(str)
     return deals.reset_index(drop=True)

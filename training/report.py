@@ -140,4 +140,6 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
     files.append(_period_plot(result, out / "period_forecast.png"))
     files.append(_coverage_plot(result, out / "attainment_coverage.png"))
     files += _tables(result, out)
-    return files
+    repairs = out / "repairs.csv"
+    result.repairs.to_csv(repairs, index=False)
+    return [*files, repairs]

@@ -272,6 +272,9 @@ def train(
         mlflow.log_params(_flat_params(config))
         mlflow.log_dict(resolved_config(config), "config.json")
         mlflow.log_text(config_to_toml(config), "dealcast.toml")
+        repairs = export.report.repairs
+        mlflow.log_metrics({f"repairs.{kind}": n for kind, n in repairs.counts().items()})
+        mlflow.log_metric("repairs.rows", len(repairs))
         data = prepare(export, config=config.feature, as_of=cutoff)
         end = data.data_end
         mlflow.set_tags(

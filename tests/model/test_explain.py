@@ -16,7 +16,13 @@ from features.deals import DealTables
 from features.reference import OutcomeReference
 from features.snapshots import feature_columns
 from features.timestamps import to_ns
-from models.explain import TrendQueries, attribute, explain_deals, trend_queries
+from models.explain import (
+    TrendQueries,
+    attribute,
+    calibrated_won,
+    explain_deals,
+    trend_queries,
+)
 from models.factors import MANAGER_FACTORS, describe
 from models.win import raw_margin
 from tests.model.conftest import Trained
@@ -28,11 +34,23 @@ def deals(trained: Trained) -> pd.DataFrame:
     return trained.test_frame.sample(400, random_state=3).reset_index(drop=True)
 
 
-def test_attributions_reconcile_with_the_raw_margin(trained: Trained, deals: pd.DataFrame) -> None:
+def test_attributions_reconcile_with_the_margin_and_the_served_probability(
+    trained: Trained, deals: pd.DataFrame
+) -> None:
     model = trained.model
     attributions = attribute(model, deals)
-    margin = raw_margin(model.won_.booster, model.encoder_.transform(deals), threads=1)
+    matrix = model.encoder_.transform(deals)
+    # The margin is the stage weight's log-odds the trees were boosted from plus the trees.
+    stage_rate = model.won_.stage_rates.predict_proba(deals)
+    trees = raw_margin(model.won_.booster, matrix, threads=1)
+    margin = np.log(stage_rate / (1 - stage_rate)) + trees
     np.testing.assert_allclose(attributions.margin, margin, rtol=0, atol=1e-6)
+    served = model.predict(deals).won
+    np.testing.assert_allclose(
+        calibrated_won(model, attributions.margin, stage=deals["stage"].to_numpy()),
+        served,
+        atol=1e-12,
+    )
     assert attributions.values.shape == (len(deals), len(model.encoder_.names))
     assert attributions.features == tuple(model.encoder_.names)
     assert np.ptp(attributions.base) == 0.0  # one expected value for every deal
@@ -46,8 +64,20 @@ def test_attributions_agree_with_shap_tree_explainer(trained: Trained, deals: pd
         warnings.simplefilter("ignore")  # shap's notice about LightGBM's binary output
         values = np.asarray(explainer.shap_values(matrix))
     attributions = attribute(model, deals)
-    np.testing.assert_allclose(attributions.values, values, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(attributions.base, explainer.expected_value, rtol=0, atol=1e-6)
+    # The trees' part is SHAP's to the letter; the stage offset's deviation from the overall
+    # rate is the stage's, and the overall rate's log-odds is in the base.
+    stage = model.encoder_.names.index("stage")
+    offset = model.won_.offset
+    others = np.delete(np.arange(matrix.shape[1]), stage)
+    np.testing.assert_allclose(attributions.values[:, others], values[:, others], atol=1e-6)
+    np.testing.assert_allclose(
+        attributions.values[:, stage] - values[:, stage],
+        offset(matrix) - offset.default,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        attributions.base, explainer.expected_value + offset.default, rtol=0, atol=1e-6
+    )
 
 
 def _path_weights(
@@ -274,9 +304,8 @@ def test_trend_change_matches_the_probabilities_and_its_factor_moves(
     explanations = explain_deals(model, columns, trend=queries)
     now = queries.now_columns(columns)
     p_now = model.predict(now).won
-    margin_now = raw_margin(model.won_.booster, model.encoder_.transform(now), threads=1)
-    everything = model.encoder_.transform(columns)
-    margins = raw_margin(model.won_.booster, everything, threads=1)
+    margin_now = model.won_.margin(model.encoder_.transform(now), threads=1)
+    margins = model.won_.margin(model.encoder_.transform(columns), threads=1)
     p_all = model.predict(columns).won
     moved = 0
     for i, explanation in enumerate(explanations):
