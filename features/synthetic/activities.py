@@ -45,14 +45,21 @@ def activities(
     n = len(deals)
     span = tl.engaged_until - deals.created
     rate = np.asarray(p.activity_per_week)[deals.segment] * np.exp(
-        p.activity_engagement * deals.engagement_z + p.activity_won_boost * tl.won
+        p.activity_engagement * deals.engagement_z + p.activity_won_boost * tl.looks_won
     )
     counts = np.minimum(rng.poisson(rate * span / 7.0), _count_cap(span))
     deal = np.repeat(np.arange(n), counts)
     # Won deals: activity thickens towards signature; lost deals: spread until they go quiet.
-    power = np.where(tl.won, 1.0 / 1.6, 1.0)[deal]
-    when = deals.created[deal] + span[deal] * rng.random(len(deal)) ** power
-    keep = when <= end
+    power = np.where(tl.looks_won, 1.0 / 1.6, 1.0)[deal]
+    position = rng.random(len(deal)) ** power
+    when = deals.created[deal] + span[deal] * position
+    # Dark spells: buyers of deals going well and badly alike go quiet for weeks mid-deal
+    # (budget cycles, holidays, a reorganisation), so a quiet week is a hint, not a verdict.
+    dark = rng.random(n) < p.dark_spell_share
+    dark_from = rng.uniform(0.1, 0.6, n)
+    dark_to = dark_from + rng.uniform(*p.dark_spell_length, n)
+    in_dark = dark[deal] & (position >= dark_from[deal]) & (position < dark_to[deal])
+    keep = (when <= end) & ~in_dark
     deal, when = deal[keep], when[keep]
     seconds = np.floor(when * SECONDS_PER_DAY).astype(np.int64)
     relative = seconds - seconds.min() if len(seconds) else seconds
@@ -60,7 +67,7 @@ def activities(
     order = np.argsort((deal.astype(np.int64) << shift) | relative, kind="stable")
     deal, seconds = deal[order], seconds[order]
 
-    winning = tl.won[deal]
+    winning = tl.looks_won[deal]
     u = rng.random(len(deal))
     kind = np.where(
         winning,
@@ -72,7 +79,9 @@ def activities(
     role = np.where(role >= len(CONTACT_ROLES), -1, role)
     dm_engaged = rng.random(n) < 1.0 / (
         1.0
-        + np.exp(-(p.dm_engaged_logit + 0.7 * deals.engagement_z + p.dm_engaged_outcome * tl.won))
+        + np.exp(
+            -(p.dm_engaged_logit + 0.7 * deals.engagement_z + p.dm_engaged_outcome * tl.looks_won)
+        )
     )
     meeting = kind == _MEETING
     engaged = dm_engaged[deal]

@@ -38,6 +38,7 @@ class Timeline:
     """When each deal closes (or would, after the data ends) and when its buyer goes quiet."""
 
     won: np.ndarray  # the drawn outcome, realised only if the deal closes before the end
+    looks_won: np.ndarray  # how the deal behaves: its outcome, except for the deals that fool
     closes: np.ndarray  # float days since the epoch
     engaged_until: np.ndarray  # end of buyer engagement: well before a loss, near a win
 
@@ -74,6 +75,8 @@ def timeline(deals: Deals, rng: np.random.Generator, p: WorldParameters) -> Time
     """Draw outcomes and close times; won deals bunch into quarter ends, losses linger."""
     n = len(deals)
     won = rng.random(n) < deals.probability
+    fooled = rng.random(n) < np.where(won, p.won_looks_lost_share, p.lost_looks_won_share)
+    looks_won = won ^ fooled
     c = deals.created
     median = (
         np.asarray(p.cycle_median_won)[deals.segment]
@@ -109,8 +112,8 @@ def timeline(deals: Deals, rng: np.random.Generator, p: WorldParameters) -> Time
         rng.uniform(*p.silence_fraction, n),
     )
     quiet_won = 1.0 - rng.uniform(0.0, p.signing_quiet, n)
-    engaged_until = c + (closes - c) * np.where(won, quiet_won, quiet_lost)
-    return Timeline(won=won, closes=closes, engaged_until=engaged_until)
+    engaged_until = c + (closes - c) * np.where(looks_won, quiet_won, quiet_lost)
+    return Timeline(won=won, looks_won=looks_won, closes=closes, engaged_until=engaged_until)
 
 
 def stage_paths(
@@ -136,9 +139,11 @@ def stage_paths(
     u = rng.random(n)
     advances = np.floor(np.log1p(-u * (1.0 - r ** (room + 1))) / np.log(r))
     lost_final = entry + np.clip(advances, 0, room).astype(np.int64)
-    final = np.where(tl.won, won_final, lost_final)
+    # Some lost deals that look won walk like winners, to the decision, and lose there.
+    to_decision = tl.looks_won & (rng.random(n) < p.decision_loss_share)
+    final = np.where(tl.won | to_decision, won_final, lost_final)
 
-    heading = p.path_outcome * np.where(tl.won, 1.0, -1.0)
+    heading = p.path_outcome * np.where(tl.looks_won, 1.0, -1.0)
     p_skip = _sigmoid(p.skip_logit - p.skip_signal * deals.qualification_z - heading)
     p_back = _sigmoid(p.back_logit - p.back_signal * deals.qualification_z - heading)
     position = entry.copy()
@@ -163,10 +168,16 @@ def stage_paths(
 
 
 def _stage_times(
-    deals: Deals, tl: Timeline, n_changes: np.ndarray, rng: np.random.Generator, steps: int
+    deals: Deals, tl: Timeline, n_changes: np.ndarray, rng: np.random.Generator, p: WorldParameters
 ) -> np.ndarray:
-    """Times of the stage changes: spread over the engaged part of the deal's life."""
+    """Times of the stage changes: spread over the engaged part of the deal's life.
+
+    Deals dwell longest in their entry stage (`entry_dwell` times an ordinary step): winners
+    too spend weeks in qualification before they move, so an early stage is no verdict.
+    """
+    steps = p.max_steps
     gaps = rng.exponential(1.0, size=(len(deals), steps + 1))
+    gaps[:, 0] *= p.entry_dwell
     gaps[np.arange(steps + 1)[None, :] > n_changes[:, None]] = 0.0
     cumulative = np.cumsum(gaps, axis=1)
     total = cumulative[np.arange(len(deals)), n_changes]
@@ -265,7 +276,7 @@ def history(
     n = len(deals)
     c = deals.created
     entry, path, n_changes = stage_paths(deals, tl, rng, p)
-    times = _stage_times(deals, tl, n_changes, rng, p.max_steps)
+    times = _stage_times(deals, tl, n_changes, rng, p)
     logit = deals.logit
     spread = max(float(logit.std()), 1e-9)  # a one-deal world has no spread
     read = p.read_signal * (logit - logit.mean()) / spread + rng.normal(0.0, p.read_noise, n)
@@ -331,7 +342,7 @@ def history(
     )
     reaches = (path >= NEGOTIATION).any(axis=1)
     first = np.argmax(path >= NEGOTIATION, axis=1)
-    cut_share = np.where(tl.won, p.late_cut_share_won, p.late_cut_share_lost)
+    cut_share = np.where(tl.looks_won, p.late_cut_share_won, p.late_cut_share_lost)
     cut = np.flatnonzero(reaches & (rng.random(n) < cut_share))
     entered = times[cut, first[cut]]
     has_next = first[cut] + 1 < n_changes[cut]
@@ -352,7 +363,7 @@ def history(
     final_stage = np.where(n_changes > 0, path[everyone, np.maximum(n_changes - 1, 0)], entry)
     final_call = _categories(final_stage, deals.owner, read, org, p)
     last_change = np.where(n_changes > 0, times[everyone, np.maximum(n_changes - 1, 0)], c)
-    downgrade = np.flatnonzero(~tl.won & (rng.random(n) < p.lost_downgrade_share))
+    downgrade = np.flatnonzero(~tl.looks_won & (rng.random(n) < p.lost_downgrade_share))
     quiet = tl.closes[downgrade] - tl.engaged_until[downgrade]
     add(
         _CALL,
@@ -361,7 +372,7 @@ def history(
         call=np.where(final_call[downgrade] == PIPELINE, OMITTED, PIPELINE),
     )
     upgrade = np.flatnonzero(
-        tl.won & (final_call != COMMIT) & (rng.random(n) < p.won_upgrade_share)
+        tl.looks_won & (final_call != COMMIT) & (rng.random(n) < p.won_upgrade_share)
     )
     add(
         _CALL,
