@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from features.synthetic.calendar import (
     to_days,
     to_timestamps,
 )
+from features.synthetic.managers import manual_probabilities
 from features.synthetic.parameters import (
     ACTIVITY_TYPES,
     CONTACT_ROLES,
@@ -45,6 +46,7 @@ from features.synthetic.quotas import quotas as quota_table
 logger = logging.getLogger(__name__)
 
 DEFAULT_END = pd.Timestamp("2026-11-15", tz="UTC")
+_DEFAULT_SPAN_MONTHS = 36  # the span the parameters are tuned for
 GROUND_TRUTH_DIR = "ground_truth"
 GROUND_TRUTH_FILE = "propensity.csv"
 STAGE_NAMES: tuple[str, ...] = (*(name for name, _ in OPEN_STAGES), WON_STAGE, LOST_STAGE)
@@ -101,21 +103,38 @@ def generate_world(
     *,
     end: pd.Timestamp = DEFAULT_END,
     years: int = 3,
+    months: int | None = None,
+    signal_free: bool = False,
     parameters: WorldParameters | None = None,
 ) -> SyntheticWorld:
     """A complete CRM export of `n_opportunities` deals created over `years` before `end`.
 
     Nothing in any table is stamped after `end`; deals still open then keep an open stage as
-    their last history row. `parameters` overrides the tuned defaults (for experiments).
+    their last history row. `months` gives the span in months instead (a young org: its
+    reps carry the same book per quarter, its drift is the share of three years' drift that
+    fits). `signal_free` makes outcomes depend on the stage alone
+    (`WorldParameters.signal_free`). `parameters` overrides the tuned defaults (experiments).
     """
     if n_opportunities < 1:
         raise ValueError(f"n_opportunities must be at least 1, got {n_opportunities}")
     if years < 1:
         raise ValueError(f"years must be at least 1, got {years}")
+    if months is not None and months < 1:
+        raise ValueError(f"months must be at least 1, got {months}")
+    span_months = 12 * years if months is None else months
     p = parameters or WorldParameters()
+    if span_months != _DEFAULT_SPAN_MONTHS:
+        scale = span_months / _DEFAULT_SPAN_MONTHS
+        p = replace(
+            p,
+            deals_per_rep=max(1, round(p.deals_per_rep * scale)),
+            drift_amplitude=p.drift_amplitude * min(scale, 1.0),
+        )
+    if signal_free:
+        p = p.signal_free()
     end = pd.Timestamp(end)
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-    start_ts = end - pd.DateOffset(years=years)
+    start_ts = end - pd.DateOffset(months=span_months)
     start, end_days = to_days(start_ts), to_days(end)
     rng = np.random.default_rng(seed)
 
@@ -142,9 +161,11 @@ def generate_world(
         p=p,
         owner_ids=np.asarray(owner_ids.to_pylist()),
     )
+    # Drawn last, so that manager weights leave every other draw of the world as it was.
+    manual = manual_probabilities(hist, deals, org, rng, p)
     tables = {
         "opportunities": _opportunities(deals, hist, opportunity_ids, account_ids, owner_ids),
-        "opportunity_history": _history(hist, opportunity_ids),
+        "opportunity_history": _history(hist, manual, opportunity_ids),
         "activities": _activities(acts, opportunity_ids),
         "accounts": _accounts(accts, account_ids),
         "owners": _owners(org, owner_ids),
@@ -184,7 +205,9 @@ def _opportunities(
     )
 
 
-def _history(hist: lifecycle.History, opportunity_ids: pa.Array) -> pd.DataFrame:
+def _history(
+    hist: lifecycle.History, manual: np.ndarray, opportunity_ids: pa.Array
+) -> pd.DataFrame:
     probability = np.array([*(prob for _, prob in OPEN_STAGES), 100.0, 0.0])
     return pd.DataFrame(
         {
@@ -195,6 +218,7 @@ def _history(hist: lifecycle.History, opportunity_ids: pa.Array) -> pd.DataFrame
             "close_date": days_to_dates(hist.close_day),
             "forecast_category": _labels(FORECAST_CATEGORIES, hist.category),
             "probability": probability[hist.stage],
+            "manual_probability": manual,
             "currency": _labels(("USD",), np.zeros(len(hist.deal), dtype=np.int64)),
         }
     )
