@@ -25,10 +25,24 @@ Command = Callable[[argparse.Namespace], int]
 
 def _generate(args: argparse.Namespace) -> int:
     from features.synthetic import format_facts, generate_world, measure_facts, write_world
+    from features.synthetic.salesforce import write_salesforce
 
-    world = generate_world(n_opportunities=args.opportunities, seed=args.seed)
-    paths = write_world(world, args.out, fmt=args.format)
-    print(f"wrote {len(paths)} files to {args.out}")
+    if args.messy and not args.salesforce:
+        print("dealcast generate: --messy needs --salesforce", file=sys.stderr)
+        return 2
+    world = generate_world(
+        n_opportunities=args.opportunities,
+        seed=args.seed,
+        months=args.months,
+        signal_free=args.signal_free,
+    )
+    if args.salesforce:
+        paths = write_salesforce(world, args.out, messy=args.messy)
+        kind = "a messy Salesforce export" if args.messy else "a Salesforce export"
+        print(f"wrote {kind} ({len(paths)} files) to {args.out}")
+    else:
+        paths = write_world(world, args.out, fmt=args.format)
+        print(f"wrote {len(paths)} files to {args.out}")
     print(format_facts(measure_facts(world.tables, world.stages)))
     return 0
 
@@ -281,6 +295,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--opportunities", type=int, default=20_000, help="number of deals")
     generate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
     generate.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    generate.add_argument(
+        "--months",
+        type=int,
+        default=None,
+        help="months of history (a young org); default three years",
+    )
+    generate.add_argument(
+        "--signal-free",
+        action="store_true",
+        help="outcomes depend on the stage alone (no rep, activity, push, amount or source effect)",
+    )
+    generate.add_argument(
+        "--salesforce",
+        action="store_true",
+        help="write Salesforce object CSVs (for `dealcast import salesforce`), not the contract",
+    )
+    generate.add_argument(
+        "--messy",
+        action="store_true",
+        help="with --salesforce: inject a real export's mess, recorded in _mess.json",
+    )
     generate.set_defaults(run=_generate)
 
     validate = commands.add_parser("validate", help="check an export against the data contract")
