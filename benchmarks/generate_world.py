@@ -5,6 +5,10 @@ written in at most 5 minutes and 8 GB peak memory on a 2-core machine.
 
     python benchmarks/generate_world.py                      # 1,000,000 deals, CSV
     python benchmarks/generate_world.py --opportunities 100000 --format parquet
+    python benchmarks/generate_world.py --opportunities 100000 --format salesforce-messy
+
+`salesforce-messy` writes the Salesforce-format export with a real org's mess (issue 11: a
+100,000-deal messy world written in well under a minute).
 
 The work runs in a child process so that its peak resident memory (getrusage of the
 children) is the generator's alone, not the parent's imports. The record is saved in
@@ -41,11 +45,15 @@ def _run(n: int, fmt: str, out: str, seed: int, queue: multiprocessing.Queue) ->
     """Child process: generate, write, report timings and row counts."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from features.synthetic import generate_world, write_world
+    from features.synthetic.salesforce import write_salesforce
 
     started = time.perf_counter()
     world = generate_world(n_opportunities=n, seed=seed)
     generated = time.perf_counter()
-    paths = write_world(world, Path(out), fmt=fmt)  # type: ignore[arg-type]
+    if fmt == "salesforce-messy":
+        paths = write_salesforce(world, Path(out), messy=True)
+    else:
+        paths = write_world(world, Path(out), fmt=fmt)  # type: ignore[arg-type]
     written = time.perf_counter()
     queue.put(
         {
@@ -86,7 +94,7 @@ def _save(record: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--opportunities", type=int, default=1_000_000)
-    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument("--format", choices=("csv", "parquet", "salesforce-messy"), default="csv")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--out", type=Path, default=None, help="export folder (default: a temporary one, removed)"
