@@ -98,7 +98,7 @@ def one_world(opportunities: int, seed: int, quarters: int, out: Path | None) ->
         write_world(generate_world(n_opportunities=opportunities, seed=seed), world)
         started = time.perf_counter()
         data = prepare(load_export(world))
-        result = run_backtest(data, config=BacktestConfig(quarters=quarters))
+        result = run_backtest(data, config=BacktestConfig(step="quarter", folds=quarters))
         seconds = time.perf_counter() - started
         if out is not None:
             write_report(result, out / f"seed-{seed}")

@@ -65,7 +65,7 @@ def train_store(root: Path, opportunities: int) -> None:
     try:
         world = generate_world(n_opportunities=opportunities, seed=WORLD_SEED)
         write_world(world, root / "world")
-        train(root / "world", config=TrainConfig(backtest=BacktestConfig(quarters=2)))
+        train(root / "world", config=TrainConfig(backtest=BacktestConfig(step="quarter", folds=2)))
     finally:
         os.chdir(cwd)
 

@@ -69,7 +69,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
             version = trained.read_text().strip()
         else:
             write_world(world, root / "world")
-            config = TrainConfig(backtest=BacktestConfig(quarters=2))
+            config = TrainConfig(backtest=BacktestConfig(step="quarter", folds=2))
             outcome = train(root / "world", config=config)
             assert outcome.promoted, outcome.gate.summary
             version = outcome.version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -11,8 +12,8 @@ import pytest
 from scipy.special import logit
 from sklearn.metrics import roc_auc_score
 
-from models.baselines import fit_baselines
-from models.win import InsufficientData, WinPrediction
+from models.baselines import baselines_for
+from models.win import InsufficientData, WinPrediction, monotone_in_horizon
 from tests.model.conftest import CUTOFF, Trained, train_at
 
 
@@ -65,8 +66,6 @@ def test_identifiers_do_not_matter(trained: Trained) -> None:
         ("decision_maker_contacts", lambda v: v + 3.0, +1),
         # Pushed deals win less, more pushes less still.
         ("close_date_pushes", lambda v: v + 3.0, -1),
-        # Later stages convert better.
-        ("stage_order", lambda v: v + 2.0, +1),
     ],
 )
 def test_directional_expectations(trained: Trained, feature: str, change, direction: int) -> None:
@@ -75,6 +74,24 @@ def test_directional_expectations(trained: Trained, feature: str, change, direct
     before = trained.model.predict(frame).won.mean()
     after = trained.model.predict(changed).won.mean()
     assert np.sign(after - before) == direction, (feature, before, after)
+
+
+def test_later_stages_convert_better(trained: Trained) -> None:
+    # A stage is its name, position and configured probability at once: the trees start from
+    # the stage's own rate, so moving one of the three alone describes no real deal.
+    stages = trained.plan.stages
+    frame = trained.test_frame
+    early = frame[frame["stage"].isin(stages.open_stages[:2])]
+    later = early.assign(
+        stage=early["stage"].map(lambda s: stages.open_stages[stages.open_stages.index(s) + 2])
+    )
+    later = later.assign(
+        stage_order=later["stage"].map(stages.order()).astype(np.float64),
+        stage_probability=later["stage"].map(stages.probability).astype(np.float64),
+    )
+    before = trained.model.predict(early).won.mean()
+    after = trained.model.predict(later).won.mean()
+    assert after > before, (before, after)
 
 
 def test_discrimination_and_calibration_floors_on_the_next_quarter(trained: Trained) -> None:
@@ -94,9 +111,7 @@ def test_model_beats_every_baseline_on_brier(trained: Trained) -> None:
     truth = trained.truth[trained.test_mask].reset_index(drop=True)
     y = truth["won"].to_numpy()
     known = ~np.isnan(y)
-    training = trained.training
-    train = training.frame[training.use_won]
-    baselines = fit_baselines(train, train["won"].to_numpy(), target="won")
+    baselines = baselines_for(trained.training, ("won",))["won"]  # the same weighted labels
     model_brier = np.mean((trained.model.predict(frame).won[known] - y[known]) ** 2)
     for name, baseline in baselines.items():
         brier = np.mean((baseline.predict_proba(frame)[known] - y[known]) ** 2)
@@ -166,3 +181,29 @@ def test_too_little_data_is_refused(trained: Trained) -> None:
     snapshots = trained.snapshots.head(300).reset_index(drop=True)
     with pytest.raises(InsufficientData, match="won and"):
         train_at(trained.export, trained.plan, snapshots, CUTOFF)
+
+
+def test_horizons_are_monotone_in_their_length_for_every_deal(trained: Trained) -> None:
+    prediction = trained.model.predict(trained.test_frame)
+    names = list(prediction.horizons)
+    assert names == ["30d", "90d", "180d", "this_quarter", "next_quarter", "ever"]
+    p = np.column_stack([prediction.horizons[n] for n in names])
+    days = np.column_stack([prediction.horizon_days[n] for n in names])
+    for i, j in itertools.permutations(range(len(names)), 2):
+        longer = days[:, j] > days[:, i]
+        assert (p[longer, j] >= p[longer, i] - 1e-12).all(), (names[i], names[j])
+    # The two headline probabilities are served as their models say.
+    np.testing.assert_array_equal(prediction.horizons["ever"], prediction.won)
+    np.testing.assert_array_equal(prediction.horizons["this_quarter"], prediction.in_period)
+    assert (days[:, names.index("ever")] == trained.model.ever_days_).all()
+
+
+def test_monotone_in_horizon_holds_free_horizons_between_the_anchors() -> None:
+    # Lengths 30, 45 (anchor), 90, 180 (anchor); the free 90-day value dips below 45 days'.
+    p = np.array([[0.30, 0.20, 0.10, 0.40], [0.05, 0.10, 0.20, 0.30]])
+    days = np.array([[30.0, 45.0, 90.0, 180.0], [30.0, 45.0, 90.0, 180.0]])
+    anchored = np.array([False, True, False, True])
+    fixed = monotone_in_horizon(p, days, anchored=anchored)
+    assert fixed[0].tolist() == [0.20, 0.20, 0.20, 0.40]  # held to the anchors
+    assert fixed[1].tolist() == p[1].tolist()  # already monotone: untouched
+    assert (np.diff(fixed, axis=1) >= 0).all()

@@ -19,7 +19,7 @@ WEEKS = ("1", "4", "8", "12")
 def report(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = prepare(load_export(small_world))
     out = tmp_path_factory.mktemp("report")
-    write_report(run_backtest(data, config=BacktestConfig(quarters=2)), out)
+    write_report(run_backtest(data, config=BacktestConfig(step="quarter", folds=2)), out)
     return out
 
 
@@ -65,11 +65,15 @@ def test_report_has_plots_and_tables(report: Path) -> None:
 def test_censoring_effect_is_reported(report: Path) -> None:
     censoring = json.loads((report / "metrics.json").read_text())["censoring"]
     for effect in censoring.values():
-        assert 0 < effect["share_dropped"] < 1
-        assert 0 < effect["win_rate_rule"] < 1 and 0 < effect["win_rate_naive"] < 1
+        assert 0 < effect["share_censored"] < 1
+        assert 0 < effect["win_rate_naive"] < 1 and 0 < effect["win_rate_weighted"] < 1
+        # The weights bring the known labels' rate toward the rate the end of the data shows.
+        assert abs(effect["win_rate_weighted"] - effect["true_win_rate"]) < abs(
+            effect["win_rate_naive"] - effect["true_win_rate"]
+        )
 
 
 def test_same_data_same_metrics(small_world: Path, report: Path, tmp_path: Path) -> None:
     data = prepare(load_export(small_world))
-    write_report(run_backtest(data, config=BacktestConfig(quarters=2)), tmp_path)
+    write_report(run_backtest(data, config=BacktestConfig(step="quarter", folds=2)), tmp_path)
     assert (tmp_path / "metrics.json").read_text() == (report / "metrics.json").read_text()

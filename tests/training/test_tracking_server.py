@@ -73,7 +73,7 @@ def tracking_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def test_train_register_promote_load_against_a_server(
     small_world: Path, tracking_server: str, tmp_path: Path
 ) -> None:
-    config = TrainConfig(backtest=BacktestConfig(quarters=2))
+    config = TrainConfig(backtest=BacktestConfig(step="quarter", folds=2))
     first = train(small_world, config=config)
     second = train(small_world, config=config)
     client = configure()

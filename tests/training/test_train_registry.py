@@ -17,7 +17,7 @@ from training.backtest import BacktestConfig
 from training.registry import CHALLENGER, CHAMPION, MODEL_NAME, configure, version_by_alias
 from training.train import TrainConfig, train
 
-QUICK = TrainConfig(backtest=BacktestConfig(quarters=2))
+QUICK = TrainConfig(backtest=BacktestConfig(step="quarter", folds=2))
 
 
 def test_train_logs_registers_and_promotes(small_world: Path, mlflow_store: Path) -> None:
@@ -30,10 +30,15 @@ def test_train_logs_registers_and_promotes(small_world: Path, mlflow_store: Path
     assert run.info.status == "FINISHED"
     assert run.data.tags["data.fingerprint"].startswith("sha256:")
     assert run.data.tags["code_version"]
-    assert run.data.params["backtest.quarters"] == "2"
+    assert run.data.params["backtest.step"] == "quarter"
+    assert run.data.params["backtest.folds"] == "2"
     assert run.data.metrics["deal.model.brier"] < run.data.metrics["deal.commit.brier"]
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
-    assert {"backtest", "model_card.md", "gate.json"} <= artifacts
+    assert {"backtest", "model_card.md", "gate.json", "config.json", "dealcast.toml"} <= artifacts
+    resolved = mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/config.json")
+    assert resolved["backtest"]["folds"] == 2 and resolved["features"]["horizons_days"]
+    backtest_files = {a.path for a in client.list_artifacts(outcome.run_id, "backtest")}
+    assert "backtest/repairs.csv" in backtest_files
     card = mlflow.artifacts.load_text(f"runs:/{outcome.run_id}/model_card.md")
     assert "Known limits" in card and "stage_weight_crm" in card
     # The embedded store lives in the working directory, nothing to start.
@@ -50,7 +55,8 @@ def test_a_worse_challenger_is_not_promoted(small_world: Path, mlflow_store: Pat
     train(small_world, config=QUICK)
     weak = TrainConfig(
         backtest=BacktestConfig(
-            quarters=2,
+            step="quarter",
+            folds=2,
             model=WinModelConfig(n_estimators=2, num_leaves=2, ensemble=2, ensemble_estimators=2),
         )
     )
