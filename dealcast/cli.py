@@ -124,20 +124,44 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def _backtest_summary(metrics: dict) -> str:
-    lines = ["deal level (overall): brier / log loss / AUC"]
+    data = metrics["data"]
+    lines = [
+        f"folds by {data.get('step', 'quarter')}: {', '.join(data.get('folds', []))} "
+        f"({data['n_snapshots']} test snapshots)"
+    ]
+    repairs = data.get("repairs") or {}
+    if repairs:
+        lines.append("repaired on load: " + ", ".join(f"{kind} {n}" for kind, n in repairs.items()))
+    lines.append("deal level (overall): brier / log loss / AUC")
     for block, target in (("deal", "won"), ("deal_in_period", "won_in_period")):
         for name, values in metrics[block].items():
             m = values["overall"]
+            if m["n"] == 0:
+                lines.append(f"  {target:14s} {name:24s} no outcome known yet (n=0)")
+                continue
             lines.append(
                 f"  {target:14s} {name:24s} {m['brier']:.4f} / {m['log_loss']:.4f} / "
                 f"{(m['auc'] or float('nan')):.3f}  (n={m['n']})"
+            )
+    horizons = metrics.get("deal_by_horizon", {})
+    if horizons:
+        lines.append("P(won within horizon), Brier weighted for outcomes still open: model / "
+                     "empirical stage weight")  # fmt: skip
+        for horizon, block in horizons.items():
+            model, stage = block["model"]["overall"], block["stage_weight_empirical"]["overall"]
+            if model["n"] == 0:
+                lines.append(f"  {horizon:14s} no outcome known yet")
+                continue
+            lines.append(
+                f"  {horizon:14s} {model['brier']:.4f} / {stage['brier']:.4f}  (n={model['n']})"
             )
     lines.append("team-quarter revenue, median APE at week 8:")
     for name, values in metrics["period"].items():
         week8 = values["by_week"].get("8", {}).get("median_ape")
         lines.append(f"  {name:24s} {week8 if week8 is None else round(week8, 3)}")
     coverage = metrics["period"]["model"]["coverage_80"]
-    lines.append(f"attainment 80% interval coverage: {coverage}")
+    n = metrics["period"]["model"]["n_team_quarters"]
+    lines.append(f"attainment 80% interval coverage: {coverage} over {n} team-quarters")
     return "\n".join(lines)
 
 
