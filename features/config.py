@@ -56,7 +56,7 @@ class FeatureConfig:
     static_attributes: tuple[tuple[str, str], ...] | None = None
     horizons_days: tuple[int, ...] = (30, 90, 180)
     ever_horizon_max_days: int = 730
-    ever_min_followup_share: float = 0.25
+    ever_min_followup_share: float = 0.5
 
     def __post_init__(self) -> None:
         if not 1 <= self.fiscal_year_start_month <= 12:

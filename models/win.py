@@ -101,7 +101,7 @@ class WinModelConfig:
     # The horizons without intervals (30/90/180 days, next quarter) train on the snapshots
     # of every k-th week only: a deal's weekly snapshots are near-duplicates, and these four
     # boosters would otherwise cost twice what the two headline ones do.
-    horizon_sample_weeks: int = 4
+    horizon_sample_weeks: int = 2
     # "refit": once early stopping has chosen the rounds on the later window, refit on every
     # known label and serve the boosted probability as it is (log loss from the stage
     # weight's calibrated start keeps it calibrated; the backtest measures it). In a young

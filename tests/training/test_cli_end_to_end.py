@@ -34,8 +34,20 @@ def ok(run: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="module")
 def young_org(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("young")
-    ok(dealcast("generate", "--out", "world", "--months", "9", "--opportunities", "600",
-                "--seed", "4", cwd=root))  # fmt: skip
+    ok(
+        dealcast(
+            "generate",
+            "--out",
+            "world",
+            "--months",
+            "9",
+            "--opportunities",
+            "600",
+            "--seed",
+            "4",
+            cwd=root,
+        )
+    )
     return root
 
 
@@ -58,9 +70,15 @@ def test_a_young_org_trains_registers_and_scores_by_horizon(young_org: Path) -> 
     assert "registered dealcast version 1 as challenger" in out
     scored = ok(
         dealcast(
-            "score", "--data", "world", "--out", "scores.csv", "--model",
-            "models:/dealcast@challenger", cwd=young_org,
-        )  # fmt: skip
+            "score",
+            "--data",
+            "world",
+            "--out",
+            "scores.csv",
+            "--model",
+            "models:/dealcast@challenger",
+            cwd=young_org,
+        )
     )
     assert "open deals" in scored
     scores = pd.read_csv(young_org / "scores.csv")
@@ -74,8 +92,20 @@ def test_a_young_org_trains_registers_and_scores_by_horizon(young_org: Path) -> 
 @pytest.fixture(scope="module")
 def messy_salesforce(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("messy")
-    ok(dealcast("generate", "--out", "raw", "--salesforce", "--messy", "--opportunities",
-                "3000", "--seed", "7", cwd=root))  # fmt: skip
+    ok(
+        dealcast(
+            "generate",
+            "--out",
+            "raw",
+            "--salesforce",
+            "--messy",
+            "--opportunities",
+            "3000",
+            "--seed",
+            "7",
+            cwd=root,
+        )
+    )
     return root
 
 
@@ -94,6 +124,16 @@ def test_a_messy_salesforce_org_imports_validates_trains_and_scores(messy_salesf
     assert strict.returncode == 1
     trained = ok(dealcast("train", "--data", "export", cwd=root))
     assert "registered dealcast version 1" in trained
-    ok(dealcast("score", "--data", "export", "--out", "scores.csv", "--model",
-                "models:/dealcast@challenger", cwd=root))  # fmt: skip
+    ok(
+        dealcast(
+            "score",
+            "--data",
+            "export",
+            "--out",
+            "scores.csv",
+            "--model",
+            "models:/dealcast@challenger",
+            cwd=root,
+        )
+    )
     assert len(pd.read_csv(root / "scores.csv")) > 0
