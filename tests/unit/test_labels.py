@@ -174,7 +174,11 @@ def test_follow_up_survival_and_capped_weights() -> None:
 def test_censoring_effect_compares_naive_and_weighted_rates(three_deals: DealTables) -> None:
     snapshots, deals = _deal_b_snapshots()
     training = training_set(
-        snapshots, three_deals, deals, cutoff=ts("2026-04-20"), horizons=HorizonSpec(days=(30,))
+        snapshots,
+        three_deals,
+        deals,
+        cutoff=ts("2026-04-20"),
+        horizons=HorizonSpec(days=(30,), min_followup_share=0.25),
     )
     effect = censoring_effect(training, np.array([1.0, 1.0, 1.0, 1.0]))
     assert effect.share_censored == 0.0
