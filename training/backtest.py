@@ -235,10 +235,16 @@ class _PeriodCase:
     days_left: float
     new_business: NewBusinessModel
 
+    @property
+    def amounts(self) -> np.ndarray:
+        """The open deals' amounts as revenue: one not known yet counts for nothing
+        (features.validation's repairs leave it unknown until one is entered)."""
+        return np.nan_to_num(self.deals["amount"].to_numpy(dtype=np.float64), nan=0.0)
+
     def team_quarter(self) -> TeamQuarter:
         return TeamQuarter(
             probabilities=self.deals["pin_model"].to_numpy(),
-            amounts=self.deals["amount"].to_numpy(),
+            amounts=self.amounts,
             won_to_date=self.won_to_date,
             actual_revenue=self.actual,
             new_business=(self.new_business, self.team, self.days_left),
@@ -310,8 +316,7 @@ def _evaluate_periods(
     rows = []
     for case in tqdm(cases, desc="attainment", leave=False, disable=None):
         deals = case.deals
-        # An amount not known yet counts for nothing (features.validation's repairs).
-        amounts = np.nan_to_num(deals["amount"].to_numpy(dtype=np.float64), nan=0.0)
+        amounts = case.amounts
         row: dict[str, Any] = {
             "fold": case.fold,
             "quarter": case.quarter,
