@@ -43,6 +43,7 @@ last point is the headline forecast itself, so the chart ends exactly on the num
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -419,7 +420,7 @@ def build_manager_view(
         for s in forecast.at_risk
     ]
     in_quarter = sum(
-        s.amount
+        _revenue(s.amount)
         for s in forecast.deals
         if (close := close_dates.get(s.opportunity_id)) is not None and close < period_end
     )
@@ -529,7 +530,7 @@ def _rep_summaries(
     for owner in owners:
         mine = [s for s in scores if owner_of.get(s.opportunity_id) == owner]
         p = np.array([s.win_in_period_probability for s in mine], dtype=np.float64)
-        amounts = np.array([s.amount for s in mine], dtype=np.float64)
+        amounts = np.array([_revenue(s.amount) for s in mine], dtype=np.float64)
         won = float(won_by_rep.get(owner, 0.0))
         quota = quotas.get(owner)
         attainment = None
@@ -788,7 +789,7 @@ def _fan(
     bundle = scorer.bundle
     scores = forecast.deals
     p = np.array([s.win_in_period_probability for s in scores], dtype=np.float64)
-    amounts = np.array([s.amount for s in scores], dtype=np.float64)
+    amounts = np.array([_revenue(s.amount) for s in scores], dtype=np.float64)
     last_day = period_end - DAY
     due = np.array(
         [
@@ -843,3 +844,9 @@ def _won_path(
     closed = to_ns(won_rows["changed_at"]) if len(won_rows) else np.array([], dtype=np.int64)
     amounts = won_rows["amount"].to_numpy(dtype=np.float64)
     return tuple((t, float(amounts[closed <= t.value].sum())) for t in times)
+
+
+def _revenue(amount: float) -> float:
+    """An amount not known yet counts for nothing in a revenue sum (as in the backtest and
+    `Scorer.forecast_pipeline`; issue 14 makes these one forecast)."""
+    return 0.0 if math.isnan(amount) else amount
