@@ -125,16 +125,7 @@ def test_a_messy_salesforce_org_imports_validates_trains_and_scores(messy_salesf
     assert strict.returncode == 1
     trained = ok(dealcast("train", "--data", "export", cwd=root))
     assert "registered dealcast version 1" in trained
-    ok(
-        dealcast(
-            "score",
-            "--data",
-            "export",
-            "--out",
-            "scores.csv",
-            "--model",
-            "models:/dealcast@challenger",
-            cwd=root,
-        )
-    )
+    assert "champion: version 1" in trained  # it beats every baseline: the gate promotes it
+    scored = ok(dealcast("score", "--data", "export", "--out", "scores.csv", cwd=root))
+    assert "models:/dealcast@champion" in scored  # default settings: the champion scores
     assert len(pd.read_csv(root / "scores.csv")) > 0
