@@ -62,17 +62,18 @@ def prediction_threads(model: WinModel, rows: int, *, work: Literal["raw", "cont
 
 def calibrated_won(model: WinModel, margin: np.ndarray, *, stage: np.ndarray) -> np.ndarray:
     """The calibrated `won` probability from the main booster's raw margin: exactly what
-    `WinModel.predict(...).won` returns, without scoring the interval members."""
-    return model.won_.calibrate(expit(margin), {"stage": np.asarray(stage, dtype=object)})
+    `WinModel.predict(...).won` returns, without scoring the interval members. (`stage` is
+    no longer read: the stage enters through the margin's offset.)"""
+    return model.won_.calibrate(expit(margin))
 
 
 def calibrated_in_period(
     model: WinModel, margin: np.ndarray, *, stage: np.ndarray, won: np.ndarray
 ) -> np.ndarray:
     """The calibrated in-period probability from its booster's raw margin, capped by the won
-    probability: exactly `WinModel.predict(...).in_period`."""
-    stage = np.asarray(stage, dtype=object)
-    return np.minimum(model.in_period_.calibrate(expit(margin), {"stage": stage}), won)
+    probability: exactly `WinModel.predict(...).in_period`. (`stage` is no longer read:
+    the stage enters through the margin's offset.)"""
+    return np.minimum(model.in_period_.calibrate(expit(margin)), won)
 
 
 @dataclass(frozen=True)

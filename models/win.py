@@ -215,9 +215,8 @@ class _Target:
         members = np.stack([raw_margin(m, matrix, threads=threads) for m in self.members])
         return p, members.std(axis=0, ddof=1), margin
 
-    def calibrate(self, raw: np.ndarray, frame: Columns | None = None) -> np.ndarray:
-        """The served probability from the margin's probability (`frame` is unused: kept
-        for callers written when the small-data blend read the stage)."""
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """The served probability from the margin's probability."""
         return np.clip(self.calibrator.transform(raw), 0.0, 1.0)
 
 
@@ -318,23 +317,35 @@ class WinModel:
             train, later = known, np.zeros_like(known)
         small = self.mode_ == "small-data"
         params = config.lgb_params(small=small, seed_offset=seed_offset)
-        offset, stage_rates = StageOffset.fit(
-            self.encoder_, frame[train], outcome[train], weight[train]
-        )
-        base = offset(matrix)
-        booster = _train(
-            matrix[train],
-            outcome[train],
-            params,
-            config.n_estimators if later.any() else 20,
-            self.encoder_,
-            weight=weight[train],
-            init_score=base[train],
-            valid=(matrix[later], outcome[later], weight[later], base[later])
-            if later.any()
-            else None,
-            early_stopping_rounds=config.early_stopping_rounds,
-        )
+
+        def boosted(
+            rows: np.ndarray, rounds: int, *, valid: np.ndarray | None = None
+        ) -> tuple[StageOffset, StageWeightEmpirical, np.ndarray, lgb.Booster]:
+            """Trees on `rows`, boosted from the stage weight fitted on the same rows, early
+            stopped on the `valid` rows when given."""
+            offset, stage_rates = StageOffset.fit(
+                self.encoder_, frame[rows], outcome[rows], weight[rows]
+            )
+            base = offset(matrix)
+            booster = _train(
+                matrix[rows],
+                outcome[rows],
+                params,
+                rounds,
+                self.encoder_,
+                weight=weight[rows],
+                init_score=base[rows],
+                valid=None
+                if valid is None
+                else (matrix[valid], outcome[valid], weight[valid], base[valid]),
+                early_stopping_rounds=config.early_stopping_rounds,
+            )
+            return offset, stage_rates, base, booster
+
+        if later.any():
+            offset, stage_rates, base, booster = boosted(train, config.n_estimators, valid=later)
+        else:
+            offset, stage_rates, base, booster = boosted(train, 20)
         rounds = booster.best_iteration or booster.num_trees()
         calibrator = Calibrator()
         if later.any() and config.final_fit == "calibrate":
@@ -342,19 +353,7 @@ class WinModel:
             calibrator.fit(expit(margin), outcome[later], weight=weight[later])
         elif later.any():
             train = known
-            offset, stage_rates = StageOffset.fit(
-                self.encoder_, frame[train], outcome[train], weight[train]
-            )
-            base = offset(matrix)
-            booster = _train(
-                matrix[train],
-                outcome[train],
-                params,
-                rounds,
-                self.encoder_,
-                weight=weight[train],
-                init_score=base[train],
-            )
+            offset, stage_rates, base, booster = boosted(train, rounds)
         trained_members = []
         rng = np.random.default_rng(config.seed + seed_offset)
         train_rows = np.flatnonzero(train)
