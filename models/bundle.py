@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow.exceptions
 import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types.schema import ColSpec, Schema
 
+from features.errors import DealcastError
 from features.reference import OutcomeReference
 from features.snapshots import FeaturePlan
 from models.attainment import NewBusinessModel
@@ -186,9 +188,24 @@ def model_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("DEALCAST_MODEL_URI") or DEFAULT_MODEL_URI
 
 
+class ModelNotFound(DealcastError):
+    """The model URI names nothing the store holds (e.g. no champion promoted yet)."""
+
+
 def load_model(uri: str | None = None) -> DealcastModel:
     """Load a logged dealcast pyfunc model (from a registry alias, a run, or a path)."""
-    loaded = mlflow.pyfunc.load_model(model_uri(uri))
+    target = model_uri(uri)
+    try:
+        loaded = mlflow.pyfunc.load_model(target)
+    except mlflow.exceptions.MlflowException as error:
+        hint = (
+            " No model has passed the promotion gate yet (`dealcast train` says why): score "
+            "a registered version with --model models:/dealcast@challenger, or promote one "
+            "with `dealcast promote --version N --reason ...`."
+            if target.endswith("@champion")
+            else ""
+        )
+        raise ModelNotFound(f"cannot load {target}: {error.message.rstrip('.')}.{hint}") from error
     python_model = loaded.unwrap_python_model()
     if not isinstance(python_model, DealcastModel):
         raise TypeError(f"{model_uri(uri)} is not a dealcast model")

@@ -110,3 +110,13 @@ def test_train_with_a_cutoff_sees_nothing_later(small_world: Path, mlflow_store:
     run = configure().get_run(outcome.run_id)
     assert pd.Timestamp(run.data.tags["data.end"]) <= cutoff
     assert outcome.metrics["data"]["test_quarters"] == ["2026-Q1", "2026-Q2"]
+
+
+def test_scoring_before_any_champion_says_what_to_do(
+    small_world: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["score", "--data", str(small_world), "--out", str(mlflow_store / "s.csv")]) == 1
+    message = capsys.readouterr().err
+    assert "cannot load models:/dealcast@champion" in message
+    assert "--model models:/dealcast@challenger" in message
+    assert "Traceback" not in message
