@@ -195,7 +195,10 @@ def _score(args: argparse.Namespace) -> int:
 
     # A model scores with the settings it was trained with; a file is checked all the same,
     # and a feature setting it changes is named, since it cannot take effect.
+    from training.registry import use_store
+
     loaded = read_config(args.config, data_dir=args.data)
+    use_store()
     scorer = load_scorer(args.model)
     for section, trained in (
         ("features", scorer.bundle.plan.config),
@@ -221,6 +224,7 @@ def _report(args: argparse.Namespace) -> int:
     from features.loading import load_export
     from models.bundle import load_scorer, model_uri
     from serving.page import build_manager_view, render_manager_page, teams_of
+    from training.registry import use_store
 
     export = load_export(args.data)
     team = args.team
@@ -231,6 +235,7 @@ def _report(args: argparse.Namespace) -> int:
             return 1
         team = teams[0]
         print(f"no --team given: reporting on {team!r}, the first of {len(teams)} teams")
+    use_store()
     scorer = load_scorer(args.model)
     view = build_manager_view(
         export, scorer, team=team, as_of=args.as_of, model_uri=model_uri(args.model)

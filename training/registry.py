@@ -42,15 +42,25 @@ def tracking_uri() -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def use_store() -> str:
+    """Point this process's MLflow client at the tracking store; returns its URI.
+
+    Every command that reads the registry calls it, so a process that used another store
+    before (a test, a notebook) never resolves an alias against that one.
+    """
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
 def configure() -> MlflowClient:
     """Point MLflow at the tracking store and make sure the experiment exists.
 
     With the embedded store, artifacts go to `./mlartifacts` (MLflow's own default for a
     SQLite store without a server would be `./mlruns`, mixed with nothing else here either).
     """
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = use_store()
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         location = None
         if uri.startswith("sqlite:"):
