@@ -12,6 +12,7 @@ from typing import Literal
 
 from features.config import FeatureConfig
 from features.deals import ACTIVITY_KINDS, StaticAttribute
+from features.reliability import COMMIT_PRIOR_STRENGTH
 
 Kind = Literal["numeric", "categorical"]
 Factor = Literal[
@@ -239,6 +240,22 @@ def feature_catalog(
             "owner_closed_deals",
             "deals the owner has closed",
             "opportunity_history",
+            _OTHERS,
+            "rep track record",
+        ),
+        _spec(
+            "owner_commit_hit_rate",
+            "share of the owner's Commit deals (called Commit while open) that were won, "
+            f"shrunk toward the team's rate with {COMMIT_PRIOR_STRENGTH:g} pseudo-deals",
+            "opportunity_history, owners",
+            _OTHERS,
+            "rep track record",
+        ),
+        _spec(
+            "team_commit_hit_rate",
+            "share of the owner's team's Commit deals that were won, shrunk toward the overall "
+            f"rate with {COMMIT_PRIOR_STRENGTH:g} pseudo-deals",
+            "opportunity_history, owners",
             _OTHERS,
             "rep track record",
         ),

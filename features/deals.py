@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -91,6 +91,7 @@ class DealTables:
     static: Mapping[str, np.ndarray]  # feature name -> value per deal
     history: History
     activities: Activities
+    owner_team: Mapping[str, str] = field(default_factory=dict)  # owners' teams, when known
 
     @property
     def n_deals(self) -> int:
@@ -108,6 +109,7 @@ class DealTables:
         static: Mapping[str, np.ndarray],
         history: Mapping[str, np.ndarray],
         activities: Mapping[str, np.ndarray],
+        owner_team: Mapping[str, str] | None = None,
     ) -> DealTables:
         """Sort and derive. `history` has deal (code), time, stage (name), amount, close_ns,
         category (name or None), probability (percent or NaN); `activities` has deal, time,
@@ -122,6 +124,7 @@ class DealTables:
             static=dict(static),
             history=_derive_history(history, stages, n),
             activities=_derive_activities(activities, n),
+            owner_team=dict(owner_team or {}),
         )
 
     @classmethod
@@ -164,7 +167,16 @@ class DealTables:
                 "type": activities["type"].astype(str).to_numpy(dtype=object),
                 "contact_role": _optional(activities, "contact_role"),
             },
+            owner_team=_owner_teams(export.owners),
         )
+
+
+def _owner_teams(owners: pd.DataFrame) -> dict[str, str]:
+    """owner_id -> team of an export's owners table (the loader gives every owner one)."""
+    if "team" not in owners.columns or owners.empty:
+        return {}
+    known = owners[owners["team"].notna()]
+    return dict(zip(known["owner_id"].astype(str), known["team"].astype(str), strict=True))
 
 
 def _optional(frame: pd.DataFrame, column: str) -> np.ndarray:

@@ -82,6 +82,11 @@ def deal_tables_from_payloads(deals: Sequence[Mapping[str, Any]], plan: FeatureP
             "type": np.array(column(activity_rows, "type"), dtype=object),
             "contact_role": np.array(column(activity_rows, "contact_role"), dtype=object),
         },
+        owner_team={
+            str(deal["owner_id"]): str(team)
+            for deal in deals
+            if (team := (deal.get("owner") or {}).get("team")) is not None
+        },
     )
 
 

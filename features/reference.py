@@ -1,5 +1,6 @@
-"""What other deals' outcomes say, as known at a time: owners' and accounts' records and how
-long won deals spent in each stage.
+"""What other deals' outcomes say, as known at a time: owners' and accounts' records, how
+long won deals spent in each stage and how often reps' Commit calls were won
+(features.reliability).
 
 A deal counts at time T by its state from its history rows stamped strictly before T, so a
 deal closed (or won) after T, or reopened after T, never informs a feature at T. So the
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.deals import DAY_NS, DealTables, Vocabulary
+from features.reliability import CommitRecord, TeamCodes, ever_committed
 
 # Contexts kept: a snapshot build asks for each as-of time once, in order; a service for a
 # handful (now, 7 and 30 days ago) again and again.
@@ -37,6 +39,7 @@ class Context:
     closed: int
     won: int
     won_stage_days: dict[int, np.ndarray]  # stage code -> sorted visit lengths of won deals
+    commit: CommitRecord  # closed Commit deals and their wins (features.reliability)
 
     @property
     def win_rate(self) -> float:
@@ -69,6 +72,11 @@ class OutcomeReference:
         self._visit_stage = history.stage[runs]
         self._visit_end = history.time[ends]
         self._visit_days = (history.time[ends] - history.time[runs]) / DAY_NS
+        self._derive_commit()
+
+    def _derive_commit(self) -> None:
+        self._ever_commit = ever_committed(self.tables.history)
+        self._team_codes = TeamCodes.of(self.tables)
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled (in a model bundle) without the cache: it is rebuilt on use."""
@@ -79,6 +87,8 @@ class OutcomeReference:
         self._cache = OrderedDict()
         if "_times" not in state:  # a bundle pickled before contexts were keyed by row count
             self._times = np.unique(self.tables.history.time)
+        if "_ever_commit" not in state:  # a bundle pickled before commit reliability
+            self._derive_commit()
 
     def context_at(self, time_ns: int) -> Context:
         """Aggregates over deals as their history stood strictly before `time_ns`."""
@@ -119,6 +129,13 @@ class OutcomeReference:
             closed=int(closed.sum()),
             won=int(won.sum()),
             won_stage_days=stage_days,
+            commit=CommitRecord.count(
+                committed=closed & self._ever_commit[last],
+                won=won,
+                owner_codes=owner_codes,
+                n_owners=len(owners),
+                team_codes=self._team_codes,
+            ),
         )
 
 

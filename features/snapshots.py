@@ -32,6 +32,7 @@ from features.deals import (
 from features.fiscal import quarter_bounds, snapshot_grid
 from features.loading import CrmExport
 from features.reference import OutcomeReference
+from features.reliability import commit_reliability, team_of_owner, teams_of
 from features.stages import StageConfig
 from features.timestamps import from_ns, to_ns
 
@@ -259,9 +260,12 @@ def _context_features(
             "owner_closed_deals",
             "account_won_deals",
             "account_closed_deals",
+            "owner_commit_hit_rate",
+            "team_commit_hit_rate",
         )
     }
     owners = tables.owner_id[deals]
+    teams = teams_of(owners, team_of_owner(tables), team_of_owner(reference.tables))
     accounts = tables.account_id[deals]
     prior = plan.config.owner_prior_strength
     distinct, inverse = np.unique(as_of, return_inverse=True)
@@ -275,6 +279,9 @@ def _context_features(
         overall = context.win_rate
         out["owner_closed_deals"][at] = closed
         out["owner_win_rate"][at] = (won + prior * overall) / (closed + prior)
+        commit = commit_reliability(context.commit, context.owners, owners[at], teams[at])
+        out["owner_commit_hit_rate"][at] = commit.rep_rate
+        out["team_commit_hit_rate"][at] = commit.team_rate
         account = context.accounts.codes(accounts[at])
         known = account >= 0
         out["account_closed_deals"][at] = np.where(

@@ -40,7 +40,7 @@ from scipy.special import expit
 from features.catalog import FeatureSpec
 from features.deals import DAY_NS, DealTables
 from models.encoding import Columns
-from models.factors import describe, factor_layout
+from models.factors import COMPANIONS, describe, factor_layout
 from models.win import WinModel
 
 TREND_WINDOWS_DAYS: tuple[int, ...] = (7, 30)
@@ -307,9 +307,20 @@ class _Reader:
         number = float(self.matrix[i, j])
         return None if math.isnan(number) else number
 
+    def phrase(self, i: int, j: int) -> str:
+        """`describe` of feature j, with the companion feature it quotes (models.factors)."""
+        pair = COMPANIONS.get(self.catalog[j].name)
+        other = self.column_of.get(pair[0]) if pair is not None else None
+        companion = self.value(i, other) if other is not None else None
+        return describe(self.catalog[j], self.value(i, j), companion)
+
+    @functools.cached_property
+    def column_of(self) -> dict[str, int]:
+        return {spec.name: j for j, spec in enumerate(self.catalog)}
+
     def driver(self, i: int, j: int, contribution: float) -> Driver:
         value = self.value(i, j)
-        phrase = describe(self.catalog[j], value)
+        phrase = self.phrase(i, j)
         return Driver(
             factor=self.factor_names[self.factor_of[j]],
             feature=self.catalog[j].name,
@@ -344,7 +355,7 @@ class _Reader:
                     sentence=_factor_sentence(
                         self.factor_names[g],
                         direction,
-                        [describe(self.catalog[j], self.value(i, j)) for j in agreeing],
+                        [self.phrase(i, j) for j in agreeing],
                     ),
                 )
             )

@@ -211,6 +211,12 @@ _NUMERIC_PHRASES: dict[str, Callable[[float], str]] = {
     "days_since_decision_maker_contact": _last_dm,
     "owner_win_rate": lambda v: f"the rep wins {_percent(v)} of closed deals",
     "owner_closed_deals": lambda v: f"the rep has closed {v:,.0f} deals",
+    "owner_commit_hit_rate": lambda v: (
+        f"the rep's Commit calls are won about {_percent(v)} of the time"
+    ),
+    "team_commit_hit_rate": lambda v: (
+        f"the team's Commit calls are won about {_percent(v)} of the time"
+    ),
     "account_won_deals": lambda v: (
         _count(v, "earlier deal won", "earlier deals won") + " with this account"
     ),
@@ -224,6 +230,13 @@ _MISSING_PHRASES = {
     "days_since_decision_maker_contact": "no decision-maker contact yet",
     "stage_duration_percentile": "no won deals to compare the time in this stage with",
     "amount": "no amount entered",
+    "owner_commit_hit_rate": "no Commit deals closed yet to judge the rep's calls by",
+    "team_commit_hit_rate": "no Commit deals closed yet to judge the team's calls by",
+}
+# A feature whose sentence quotes another feature of the same deal beside its value:
+# feature -> (the other feature, how the other's value reads in parentheses).
+COMPANIONS: Mapping[str, tuple[str, Callable[[float], str]]] = {
+    "owner_commit_hit_rate": ("team_commit_hit_rate", lambda v: f"team {_percent(v)}"),
 }
 _CATEGORY_PHRASES = {
     "stage": "the stage is {}",
@@ -231,10 +244,27 @@ _CATEGORY_PHRASES = {
 }
 
 
-def describe(spec: FeatureSpec, value: object) -> str:
+def describe(spec: FeatureSpec, value: object, companion: object = None) -> str:
     """The feature's value as a phrase a sales manager reads without a glossary,
-    e.g. "no activity logged for 34 days" or "the account's industry is Retail"."""
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    e.g. "no activity logged for 34 days" or "the account's industry is Retail".
+
+    `companion`: for a feature in `COMPANIONS`, the deal's value of the feature it quotes,
+    e.g. "the rep's Commit calls are won about 52% of the time (team 71%)"."""
+    phrase = _describe(spec, value)
+    pair = COMPANIONS.get(spec.name)
+    if pair is None or _missing(value) or _missing(companion):
+        return phrase
+    if not isinstance(companion, int | float | np.number):
+        return phrase
+    return f"{phrase} ({pair[1](float(companion))})"
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _describe(spec: FeatureSpec, value: object) -> str:
+    missing = _missing(value)
     name = spec.name
     if name in _CATEGORY_PHRASES:
         return _CATEGORY_PHRASES[name].format("not set" if missing else value)

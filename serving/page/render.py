@@ -545,8 +545,17 @@ def _rep_row(rep: RepSummary) -> str:
         f"<td class='r num'>{money(rep.quota) if rep.quota else 'not set'}</td>"
         f"<td class='r num'>{money(rep.won_to_date)}</td>"
         f"<td class='r num'>{money(rep.forecast)}</td>"
-        f"<td class='r num'>{rep.open_deals}</td><td class='r num'>{rep.at_risk_deals}</td></tr>"
+        f"<td class='r num'>{rep.open_deals}</td><td class='r num'>{rep.at_risk_deals}</td>"
+        f"<td class='r num' data-label='Commit hit rate'>{_commit_cell(rep)}</td></tr>"
     )
+
+
+def _commit_cell(rep: RepSummary) -> str:
+    """The rep's Commit hit rate and the closed Commit deals it rests on."""
+    if rep.commit_hit_rate is None:
+        return "n/a"
+    basis = "none closed yet: the team's" if rep.commit_deals == 0 else f"{rep.commit_deals} closed"
+    return f"{pct(rep.commit_hit_rate)} <span class='muted small'>({basis})</span>"
 
 
 def _reps_section(view: ManagerView) -> str:
@@ -555,6 +564,11 @@ def _reps_section(view: ManagerView) -> str:
         key=lambda r: (r.attainment.p_attain if r.attainment else 2.0, r.owner_id),
     )
     rows = "".join(_rep_row(r) for r in order)
+    team_commit = (
+        f" <span class='muted small'>(team {pct(view.team_commit_hit_rate)})</span>"
+        if view.team_commit_hit_rate is not None
+        else ""
+    )
     return f"""<section id="reps" data-testid="reps" aria-labelledby="reps-h">
 <h2 id="reps-h">Reps</h2>
 <p class="small muted">Least likely to reach quota first. A rep's chance counts its own open
@@ -563,8 +577,11 @@ deals only (new deals not yet created are in the team's figures, not the reps').
 <thead><tr><th scope="col">Rep</th><th scope="col">Status</th>
 <th scope="col" class="r">Chance of quota</th><th scope="col" class="r">Quota</th>
 <th scope="col" class="r">Won</th><th scope="col" class="r">Forecast</th>
-<th scope="col" class="r">Open deals</th><th scope="col" class="r">Flagged</th></tr></thead>
+<th scope="col" class="r">Open deals</th><th scope="col" class="r">Flagged</th>
+<th scope="col" class="r">Commit hit rate{team_commit}</th></tr></thead>
 <tbody>{rows}</tbody></table></div>
+<p class="small muted">Commit hit rate: how often the rep's deals called Commit were won, among
+those closed before this page's date, pulled toward the team's rate while the rep has few.</p>
 </section>"""
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,7 @@ from features.errors import DealcastError
 from features.fiscal import quarter_bounds, quarter_labels
 from features.loading import CrmExport, export_as_of
 from features.payload import deals_as_payloads
+from features.reliability import CommitReliability, commit_reliability
 from features.timestamps import TimeLike, to_ns
 from models.actions import EFFECTS_DISCLAIMER
 from models.attainment import AttainmentResult, simulate_attainment
@@ -116,6 +117,10 @@ class RepSummary:
     forecast: float  # won + sum of amount x in-period probability (no new business)
     at_risk_deals: int
     attainment: AttainmentResult | None  # None without a quota
+    # The rep's Commit calls won, shrunk toward the team's (features.reliability), as the
+    # model read it at as_of, and the closed Commit deals behind it; None: nothing closed yet.
+    commit_hit_rate: float | None = None
+    commit_deals: int = 0
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,7 @@ class ManagerView:
     won_path: tuple[tuple[pd.Timestamp, float], ...]  # closed-won so far, week by week
     model: ModelInfo
     actions_disclaimer: str = EFFECTS_DISCLAIMER
+    team_commit_hit_rate: float | None = None  # the team's Commit calls won (shrunk)
 
     @property
     def days_left(self) -> float:
@@ -409,6 +415,15 @@ def build_manager_view(
         team=team,
         seed=seed,
     )
+    commit = _commit_reliability(scorer, owners, team=team, when=when)
+    reps = tuple(
+        replace(
+            r,
+            commit_hit_rate=_finite(commit.rep_rate[k]),
+            commit_deals=int(commit.rep_closed[k]),
+        )
+        for k, r in enumerate(reps)
+    )
     at_risk = [
         _at_risk_deal(
             s,
@@ -468,6 +483,7 @@ def build_manager_view(
             data_end=_text((scorer.bundle.metadata.get("data_window") or {}).get("end")),
             mode=forecast.deals[0].mode if forecast.deals else None,
         ),
+        team_commit_hit_rate=_finite(commit.team_rate[0]) if len(owners) else None,
     )
 
 
@@ -560,6 +576,22 @@ def _rep_summaries(
             )
         )
     return tuple(out)
+
+
+def _commit_reliability(
+    scorer: Scorer, owners: Sequence[str], *, team: str, when: pd.Timestamp
+) -> CommitReliability:
+    """The reps' Commit hit rates as the model's reference knew them at `when` (deals closed
+    strictly before it), the same numbers the model's commit-reliability features read."""
+    context = scorer.bundle.reference.context_at(int(when.value))
+    ids = np.array(list(owners), dtype=object)
+    return commit_reliability(
+        context.commit, context.owners, ids, np.full(ids.size, team, dtype=object)
+    )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _positive(value: Any) -> float | None:
