@@ -187,7 +187,16 @@ class Scorer:
                 explain_deals(model, columns, trend=queries, top_k=top_k, matrix=matrix)
             )
             change_7d = np.array([_change(e, 7) for e in explanations if e is not None])
-            actions = rank_actions(model, now, top_k=top_k, matrix=matrix[: len(deals)])
+            actions = rank_actions(
+                model,
+                tables,
+                deals=index,
+                as_of=times,
+                reference=bundle.reference,
+                columns=now,
+                matrix=matrix[: len(deals)],
+                top_k=top_k,
+            )
         flags = risk_flags(now, prediction.won, change_7d=change_7d)
         unseen = prediction.unseen
         scores = []
