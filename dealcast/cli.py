@@ -171,7 +171,7 @@ def _train(args: argparse.Namespace) -> int:
     outcome = train(args.data, cutoff=args.cutoff, config=_run_config(args))
     print(f"run {outcome.run_id}: registered dealcast version {outcome.version} as challenger")
     print(f"gate: {outcome.gate.summary}")
-    print("champion: " + (f"version {outcome.version}" if outcome.promoted else "unchanged"))
+    print(f"champion: {outcome.champion_note}")
     print(_backtest_summary(outcome.metrics))
     return 0
 

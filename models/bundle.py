@@ -31,6 +31,7 @@ from features.errors import DealcastError
 from features.reference import OutcomeReference
 from features.snapshots import FeaturePlan
 from models.attainment import NewBusinessModel
+from models.baseline_model import BaselineWinModel
 from models.baselines import Baseline
 from models.win import WinModel
 
@@ -44,7 +45,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 @dataclass
 class DealcastBundle:
     plan: FeaturePlan
-    model: WinModel
+    # A trained model, or the baseline forecaster that answers until one passes the gate
+    # (models.baseline_model: same predict interface, mode "baseline").
+    model: WinModel | BaselineWinModel
     baselines: dict[str, dict[str, Baseline]]  # target -> name -> fitted baseline
     reference: OutcomeReference
     new_business: NewBusinessModel
@@ -157,11 +160,15 @@ def input_example(bundle: DealcastBundle) -> pd.DataFrame:
     )
 
 
-def log_bundle(bundle: DealcastBundle, *, workdir: Path, registered_model_name: str) -> Any:
-    """Log the bundle as the run's pyfunc model and register a new version of it."""
+def log_bundle(
+    bundle: DealcastBundle, *, workdir: Path, registered_model_name: str, name: str = "model"
+) -> Any:
+    """Log the bundle as one of the run's pyfunc models (`name`) and register a new version
+    of it."""
+    workdir.mkdir(parents=True, exist_ok=True)
     path = bundle.save(workdir / BUNDLE_FILE)
     return mlflow.pyfunc.log_model(
-        name="model",
+        name=name,
         python_model=DealcastModel(),
         artifacts={"bundle": str(path)},
         code_paths=[str(PACKAGE_ROOT / "features"), str(PACKAGE_ROOT / "models")],
@@ -199,9 +206,11 @@ def load_model(uri: str | None = None) -> DealcastModel:
         loaded = mlflow.pyfunc.load_model(target)
     except mlflow.exceptions.MlflowException as error:
         hint = (
-            " No model has passed the promotion gate yet (`dealcast train` says why): score "
-            "a registered version with --model models:/dealcast@challenger, or promote one "
-            "with `dealcast promote --version N --reason ...`."
+            " This store has no champion yet: `dealcast train --data DIR` makes one (the "
+            "model if it passes the promotion gate, else the baseline forecaster, labelled "
+            'mode "baseline"); a registered version scores with --model '
+            "models:/dealcast@challenger, or `dealcast promote --version N --reason ...` "
+            "makes it champion."
             if target.endswith("@champion")
             else ""
         )

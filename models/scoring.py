@@ -22,6 +22,7 @@ from features.snapshots import feature_columns, open_deal_queries
 from features.timestamps import TimeLike, to_ns
 from models.actions import EFFECTS_DISCLAIMER, Action, rank_actions
 from models.attainment import AttainmentResult, simulate_attainment
+from models.baseline_model import BASELINE_WARNING, BaselineWinModel
 from models.bundle import DealcastBundle
 from models.explain import (
     DealExplanation,
@@ -183,25 +184,39 @@ class Scorer:
         change_7d = None
         actions = None
         if explain:
-            explanations = list(
-                explain_deals(model, columns, trend=queries, top_k=top_k, matrix=matrix)
-            )
+            if isinstance(model, BaselineWinModel):
+                # The baseline explains itself: the stage and its rate, no invented drivers
+                # and no actions (nothing but the stage moves its answer).
+                explanations = list(
+                    model.explain(
+                        columns,
+                        n=len(deals),
+                        past_row=dict(queries.past_row) if queries else None,
+                        absent=dict(queries.absent) if queries else None,
+                    )
+                )
+            else:
+                explanations = list(
+                    explain_deals(model, columns, trend=queries, top_k=top_k, matrix=matrix)
+                )
+                actions = rank_actions(
+                    model,
+                    tables,
+                    deals=index,
+                    as_of=times,
+                    reference=bundle.reference,
+                    columns=now,
+                    matrix=matrix[: len(deals)],
+                    top_k=top_k,
+                )
             change_7d = np.array([_change(e, 7) for e in explanations if e is not None])
-            actions = rank_actions(
-                model,
-                tables,
-                deals=index,
-                as_of=times,
-                reference=bundle.reference,
-                columns=now,
-                matrix=matrix[: len(deals)],
-                top_k=top_k,
-            )
         flags = risk_flags(now, prediction.won, change_7d=change_7d)
         unseen = prediction.unseen
         scores = []
         for i, deal in enumerate(deals):
             warnings = []
+            if prediction.mode == "baseline":
+                warnings.append(BASELINE_WARNING)
             if prediction.mode == "small-data":
                 warnings.append(
                     "small-data mode: few resolved deals to learn from; probabilities lean on "

@@ -63,7 +63,7 @@ from models.encoding import Columns, FeatureEncoder
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["full", "small-data"]
+Mode = Literal["full", "small-data", "baseline"]  # baseline: models.baseline_model
 DAY_NS = 86_400 * 10**9
 _EPS = 1e-6
 # Targets with bootstrap members (intervals): the two the attainment forecast and the API's

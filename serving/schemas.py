@@ -367,7 +367,12 @@ class DealScoreOut(BaseModel):
     actions: list[ActionOut]
     actions_disclaimer: str
     warnings: list[str]
-    mode: str
+    mode: str = Field(
+        description='"full", "small-data", or "baseline": no model has passed the promotion '
+        "gate yet, so the probability is the stage's historical win rate (empirical stage "
+        "weight), the interval that rate's uncertainty, the only driver the stage, and no "
+        "actions are proposed"
+    )
     model: ModelRef
 
 
@@ -435,7 +440,7 @@ class ModelInfoResponse(BaseModel):
     trained_at: str | None
     loaded_at: datetime
     data_window: DataWindow
-    mode: str | None
+    mode: str | None = Field(description='"full", "small-data" or "baseline"')
     stages: list[str]
     backtest: dict[str, Finite]
     code_version: str | None

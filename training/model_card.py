@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from models.bundle import DealcastBundle
+from models.win import WinModel
 from training.gate import GateDecision
 
 KNOWN_LIMITS = (
@@ -28,6 +29,8 @@ def _fmt(value: Any) -> str:
 
 def top_drivers(bundle: DealcastBundle, *, count: int = 10) -> list[tuple[str, float]]:
     """Features by share of the won model's total gain (how much the trees lean on them)."""
+    if not isinstance(bundle.model, WinModel):
+        return []  # the baseline forecaster has no trees
     booster = bundle.model.won_.booster
     gain = np.asarray(booster.feature_importance(importance_type="gain"), dtype=np.float64)
     share = gain / gain.sum() if gain.sum() > 0 else gain

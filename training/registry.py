@@ -28,6 +28,11 @@ MODEL_NAME = "dealcast"
 EXPERIMENT = "dealcast"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# Version tags set by `dealcast train`: what answers ("full", "small-data" or "baseline") and
+# the end of the data it was fitted on.
+MODE_TAG = "mode"
+DATA_END_TAG = "data_end"
+BASELINE_MODE = "baseline"
 
 
 class RegistryError(DealcastError):
@@ -107,3 +112,8 @@ def set_champion(client: MlflowClient, version: str, *, reason: str) -> Promotio
     return Promotion(
         version=version, previous=previous.version if previous else None, reason=reason
     )
+
+
+def is_baseline(version: ModelVersion | None) -> bool:
+    """The version is the baseline forecaster (models.baseline_model), not a trained model."""
+    return version is not None and version.tags.get(MODE_TAG) == BASELINE_MODE

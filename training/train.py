@@ -1,10 +1,19 @@
 """`dealcast train`: backtest, train, log one MLflow run, register, and promote if earned.
 
 The run records the configuration (params), the data's fingerprint and window, the code
-version, the backtest's metrics and plots, a model card and the pyfunc bundle. The new
-version gets the alias `challenger`; `champion` moves to it only through the gate
-(training.gate). A run that fails or is interrupted is marked FAILED and leaves `champion`
-where it was: the alias is the last thing that moves.
+version, the backtest's metrics and plots, a model card, the gate's tests (`gate.json`) and
+the pyfunc bundle. The new version gets the alias `challenger`; `champion` moves to it only
+through the gate (training.gate). A run that fails or is interrupted is marked FAILED and
+leaves `champion` where it was: the alias is the last thing that moves.
+
+An answer from day one: when the model fails the gate and there is no champion yet, the
+baseline forecaster (models.baseline_model: the empirical stage weight, in the same bundle
+and pyfunc, answering with mode "baseline") is logged in the same run as `baseline`,
+registered as a version of its own and made champion, so the CRM gets calibrated stage
+rates at once. While the champion is a baseline, a later failing run refreshes it when its
+data ends later (more resolved deals, the same forecaster); the first model that passes the
+gate replaces it. A trained champion is never replaced by a baseline: a failing model
+leaves it where it is.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 
 from features.config import FeatureConfig
 from features.deals import DealTables
@@ -26,6 +36,7 @@ from features.loading import CrmExport, export_as_of, load_export
 from features.payload import deals_as_payloads
 from features.reference import OutcomeReference
 from models.attainment import NewBusinessModel
+from models.baseline_model import FORECASTER, BaselineWinModel
 from models.baselines import baselines_for
 from models.bundle import DealcastBundle, DealcastModel, log_bundle
 from models.win import WinModel
@@ -34,10 +45,14 @@ from training.dataset import PreparedData, prepare
 from training.gate import DEFAULT_TOLERANCE, GateDecision, decide, scores_on
 from training.model_card import model_card
 from training.registry import (
+    BASELINE_MODE,
     CHALLENGER,
     CHAMPION,
+    DATA_END_TAG,
+    MODE_TAG,
     MODEL_NAME,
     configure,
+    is_baseline,
     set_champion,
     version_by_alias,
 )
@@ -61,6 +76,20 @@ class TrainOutcome:
     promoted: bool
     gate: GateDecision
     metrics: dict[str, Any]
+    # The baseline forecaster's version when this run registered it and made it champion.
+    baseline_version: str | None = None
+
+    @property
+    def champion_note(self) -> str:
+        """What `champion` points at after the run, in one line."""
+        if self.promoted:
+            return f"version {self.version}"
+        if self.baseline_version:
+            return (
+                f"version {self.baseline_version}, the baseline forecaster (empirical stage "
+                'weight, mode "baseline") until a model passes the gate'
+            )
+        return "unchanged"
 
 
 def code_version() -> str:
@@ -170,6 +199,25 @@ def build_bundle(
     return bundle
 
 
+def baseline_bundle(
+    bundle: DealcastBundle, data: PreparedData, *, config: TrainConfig, cutoff: pd.Timestamp
+) -> DealcastBundle:
+    """The model's bundle with the baseline forecaster in the model's place: the same plan,
+    baselines, reference and attainment parts, fitted on the same labelled snapshots. The
+    attainment's shared factor stays the one fitted on the model's backtest forecasts (the
+    backtest fits none for the baselines)."""
+    baseline = BaselineWinModel(data.plan, config.backtest.model).fit(data.training_at(cutoff))
+    out = replace(
+        bundle,
+        model=baseline,
+        metadata={**bundle.metadata, "training": baseline.training_summary_},
+        golden={},
+    )
+    out.metadata["forecaster"] = FORECASTER
+    out.golden = golden_deal(out, data, cutoff)
+    return out
+
+
 def _without_activities(export: CrmExport) -> CrmExport:
     """The reference informs owner, account and stage-duration features: history suffices."""
     return replace(export, activities=export.activities.iloc[:0])
@@ -217,6 +265,8 @@ def _champion_comparison(
     if not isinstance(python_model, DealcastModel):
         return champion_version, None
     bundle = python_model.bundle
+    if isinstance(bundle.model, BaselineWinModel):
+        return champion_version, None
     trained_through = pd.Timestamp(bundle.metadata["data_window"]["end"])
     predictions = backtest.predictions
     later = (predictions["as_of"] > trained_through).to_numpy()
@@ -295,28 +345,67 @@ def train(
             write_report(backtest, report)
             mlflow.log_artifacts(str(report), "backtest")
             bundle = build_bundle(data, backtest, config=config, cutoff=end)
-            champion_version, comparison = _champion_comparison(client, data, backtest)
+            champion = version_by_alias(client, CHAMPION)
+            baseline_champion = is_baseline(champion)
+            champion_version, comparison = (
+                (str(champion.version), None)
+                if champion is not None and baseline_champion
+                else _champion_comparison(client, data, backtest)
+            )
             gate = decide(
                 backtest.metrics,
                 champion_version=champion_version,
                 champion_comparison=comparison,
                 tolerance=config.tolerance,
+                champion_is_baseline=baseline_champion,
             )
             mlflow.log_text(model_card(bundle, backtest.metrics, gate), "model_card.md")
-            mlflow.log_dict(
-                {
-                    "passed": gate.passed,
-                    "reasons": gate.reasons,
-                    "champion_version": gate.champion_version,
-                    "comparison": gate.comparison,
-                },
-                "gate.json",
-            )
+            mlflow.log_dict(gate.to_dict(), "gate.json")
             info = log_bundle(bundle, workdir=Path(tmp), registered_model_name=MODEL_NAME)
-        version = str(info.registered_model_version)
+            version = str(info.registered_model_version)
+            _tag_version(client, version, mode=bundle.model.mode_, data_end=end)
+            baseline_version = None
+            if not gate.passed and _baseline_answers(champion, end):
+                answer = baseline_bundle(bundle, data, config=config, cutoff=end)
+                baseline_info = log_bundle(
+                    answer,
+                    workdir=Path(tmp) / "baseline",
+                    registered_model_name=MODEL_NAME,
+                    name="baseline",
+                )
+                baseline_version = str(baseline_info.registered_model_version)
+                _tag_version(client, baseline_version, mode=BASELINE_MODE, data_end=end)
         client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
         mlflow.set_tag("gate", gate.summary)
         if gate.passed:
             set_champion(client, version, reason=f"gate passed: {gate.summary}")
+        elif baseline_version is not None:
+            mlflow.set_tag("baseline_version", baseline_version)
+            set_champion(
+                client,
+                baseline_version,
+                reason=f"no model has passed the gate yet, the baseline answers: {gate.summary}",
+            )
         logger.info("version %s registered; %s", version, gate.summary)
-        return TrainOutcome(run.info.run_id, version, gate.passed, gate, backtest.metrics)
+        return TrainOutcome(
+            run.info.run_id, version, gate.passed, gate, backtest.metrics, baseline_version
+        )
+
+
+def _baseline_answers(champion: ModelVersion | None, data_end: pd.Timestamp) -> bool:
+    """Whether the baseline should become champion after a failed gate: when there is no
+    champion, or when the champion is itself a baseline fitted on data ending earlier. A
+    trained champion stays: a failing model never demotes it to the baseline."""
+    if champion is None:
+        return True
+    if not is_baseline(champion):
+        return False
+    fitted_to = champion.tags.get(DATA_END_TAG)
+    return fitted_to is None or pd.Timestamp(fitted_to, tz="UTC") < data_end
+
+
+def _tag_version(
+    client: mlflow.tracking.MlflowClient, version: str, *, mode: str, data_end: pd.Timestamp
+) -> None:
+    client.set_model_version_tag(MODEL_NAME, version, MODE_TAG, mode)
+    client.set_model_version_tag(MODEL_NAME, version, DATA_END_TAG, data_end.isoformat())

@@ -217,6 +217,8 @@ def _header(view: ManagerView) -> str:
     source = model.uri or "the loaded model"
     if model.version:
         source += f" (version {model.version})"
+    if model.mode == "baseline":
+        source += ", the baseline forecaster (mode baseline: stage win rates)"
     trained = f", trained on data to {_day(pd.Timestamp(model.data_end))}" if model.data_end else ""
     return f"""<header>
 <p class="eyebrow">dealcast · manager's page</p>
@@ -723,6 +725,13 @@ def _footer(view: ManagerView) -> str:
         "Drivers are the model's own attributions in words; next actions are estimated by "
         "re-scoring the deal with the action done.",
     ]
+    if mode == "baseline":
+        notes.append(
+            "Mode baseline: no model has passed the promotion gate yet, so every deal's chance "
+            "is its stage's historical win rate (the empirical stage weight) and its range the "
+            "uncertainty of that rate; the only driver shown is the stage and no next action is "
+            "proposed. The first model that beats the baselines replaces it."
+        )
     if mode == "small-data":
         notes.append(
             "The model runs in small-data mode: few resolved deals to learn from, so "

@@ -218,7 +218,7 @@ class ModelInfo:
     version: str | None
     trained_at: str | None
     data_end: str | None
-    mode: str | None  # "full" or "small-data"; None with no open deal scored
+    mode: str | None  # "full", "small-data" or "baseline"; None with no deal scored
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,26 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 import training.train as train_module
 from dealcast.cli import main
+from features.synthetic import generate_world, write_world
+from models.baseline_model import BaselineWinModel
 from models.bundle import load_model
 from models.win import WinModelConfig
 from training.backtest import BacktestConfig
-from training.registry import CHALLENGER, CHAMPION, MODEL_NAME, configure, version_by_alias
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAME,
+    configure,
+    is_baseline,
+    version_by_alias,
+)
 from training.train import TrainConfig, train
 
 QUICK = TrainConfig(backtest=BacktestConfig(step="quarter", folds=2))
@@ -67,6 +78,11 @@ def test_a_worse_challenger_is_not_promoted(small_world: Path, mlflow_store: Pat
     assert str(version_by_alias(client, CHALLENGER).version) == outcome.version == "2"
     gate = json.loads(mlflow.artifacts.load_text(f"runs:/{outcome.run_id}/gate.json"))
     assert gate["passed"] is False and gate["champion_version"] == "1"
+    assert any(t["rule"] == "champion" and t["passed"] is False for t in gate["tests"])
+    # A trained champion is kept: the failing model never demotes it to the baseline.
+    assert outcome.baseline_version is None
+    assert not is_baseline(version_by_alias(client, CHAMPION))
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 2
 
 
 def test_a_failed_run_is_marked_and_leaves_the_champion(
@@ -115,8 +131,109 @@ def test_train_with_a_cutoff_sees_nothing_later(small_world: Path, mlflow_store:
 def test_scoring_before_any_champion_says_what_to_do(
     small_world: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Every `dealcast train` leaves a champion (the model, else the baseline): a store with
+    # none is one where nothing was trained yet.
     assert main(["score", "--data", str(small_world), "--out", str(mlflow_store / "s.csv")]) == 1
     message = capsys.readouterr().err
     assert "cannot load models:/dealcast@champion" in message
+    assert "dealcast train --data DIR" in message
     assert "--model models:/dealcast@challenger" in message
     assert "Traceback" not in message
+
+
+@pytest.fixture(scope="session")
+def young_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A young org (9 months, 600 deals): `dealcast generate --months 9 --opportunities 600
+    --seed 4`. Its model does not beat every baseline."""
+    out = tmp_path_factory.mktemp("young") / "export"
+    write_world(generate_world(n_opportunities=600, seed=4, months=9), out)
+    return out
+
+
+def test_a_young_org_gets_the_baseline_as_champion_from_day_one(
+    young_world: Path, mlflow_store: Path
+) -> None:
+    outcome = train(young_world)
+    assert not outcome.promoted, f"premise: the young org's model fails the gate; {outcome.gate}"
+    client = configure()
+    assert outcome.version == "1" and outcome.baseline_version == "2"
+    assert str(version_by_alias(client, CHALLENGER).version) == "1"
+    champion = version_by_alias(client, CHAMPION)
+    assert str(champion.version) == "2" and is_baseline(champion)
+    assert "no model has passed the gate yet" in champion.tags["promotion_reason"]
+    assert champion.run_id == outcome.run_id  # logged in the same run, as `baseline`
+    gate = json.loads(mlflow.artifacts.load_text(f"runs:/{outcome.run_id}/gate.json"))
+    assert {t["rule"] for t in gate["tests"]} == {"baselines", "revenue"}
+    # Month folds of a young org: too few ended team-quarters to judge week-8 revenue.
+    assert gate["not_measured"] and "week-8 revenue not measured" in gate["not_measured"][0]
+    assert all(t["passed"] is None for t in gate["tests"] if t["rule"] == "revenue")
+
+    # `dealcast score` (default: the champion) answers with the stage rates, labelled.
+    out = mlflow_store / "scores.csv"
+    assert main(["score", "--data", str(young_world), "--out", str(out)]) == 0
+    scores = pd.read_csv(out)
+    assert len(scores) > 0 and (scores["mode"] == "baseline").all()
+    np.testing.assert_allclose(scores["win_probability"], scores["stage_weight_empirical"])
+    assert (scores.groupby("stage")["win_probability"].nunique() == 1).all()
+    assert (scores["win_probability_low"] < scores["win_probability"]).all()
+    assert (scores["win_probability"] < scores["win_probability_high"]).all()
+    assert (scores["win_in_period_probability"] <= scores["win_probability"]).all()
+    assert (scores["p_won_ever"] == scores["win_probability"]).all()
+    assert (scores["p_won_30d"] <= scores["p_won_90d"] + 1e-12).all()
+
+    # The same bundle, pyfunc and Scorer as a model; the explanation is the stage, honestly.
+    model = load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    assert isinstance(model.bundle.model, BaselineWinModel)
+    rates = model.bundle.metadata["training"]["stage_rates"]
+    for stage, p in scores.groupby("stage")["win_probability"].first().items():
+        assert p == pytest.approx(rates[stage])
+    golden = model.bundle.golden
+    score = model.scorer.score([golden["deal"]], as_of=[golden["as_of"]])[0]
+    assert score.mode == "baseline" and score.actions == ()
+    assert [d.feature for d in score.drivers] == ["stage"]
+    assert "historical rate" in score.drivers[0].sentence
+    assert any(w.startswith("baseline mode") for w in score.warnings)
+    assert len(score.trend) == 2
+    frame = model.predict(None, pd.DataFrame({"deal": [json.dumps(golden["deal"])]}))  # type: ignore[arg-type]
+    assert frame["mode"].tolist() == ["baseline"]
+
+    # The manager page labels it too.
+    page = mlflow_store / "page.html"
+    assert main(["report", "--data", str(young_world), "--out", str(page)]) == 0
+    html = page.read_text(encoding="utf-8")
+    assert "the baseline forecaster (mode baseline" in html and "Mode baseline:" in html
+
+
+def test_the_first_model_that_passes_replaces_the_baseline(
+    young_world: Path, small_world: Path, mlflow_store: Path
+) -> None:
+    assert train(young_world).baseline_version == "2"
+    outcome = train(small_world, config=QUICK)
+    assert outcome.promoted, outcome.gate.summary
+    assert any("baseline forecaster" in reason for reason in outcome.gate.reasons)
+    client = configure()
+    champion = version_by_alias(client, CHAMPION)
+    assert str(champion.version) == outcome.version == "3" and not is_baseline(champion)
+    assert champion.tags["replaced_version"] == "2"
+    model = load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    golden = model.bundle.golden
+    score = model.scorer.score([golden["deal"]], as_of=[golden["as_of"]], explain=False)[0]
+    assert score.mode in ("full", "small-data")
+
+
+def test_only_a_missing_or_older_baseline_champion_gives_way_to_the_baseline() -> None:
+    from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+
+    def version(**tags: str) -> ModelVersion:
+        return ModelVersion(
+            MODEL_NAME, "1", 0, tags=[ModelVersionTag(k, v) for k, v in tags.items()]
+        )
+
+    end = pd.Timestamp("2026-11-15", tz="UTC")
+    assert train_module._baseline_answers(None, end)
+    assert not train_module._baseline_answers(version(mode="full", data_end="2026-01-01"), end)
+    assert not train_module._baseline_answers(version(mode="small-data"), end)
+    assert train_module._baseline_answers(version(mode="baseline", data_end="2026-10-01"), end)
+    assert not train_module._baseline_answers(
+        version(mode="baseline", data_end=end.isoformat()), end
+    )
