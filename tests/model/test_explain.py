@@ -4,13 +4,11 @@ attributions, sentences carry the deal's values, and trends are measured, never 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import shap
 
 from features.deals import DealTables
 from features.reference import OutcomeReference
@@ -54,30 +52,6 @@ def test_attributions_reconcile_with_the_margin_and_the_served_probability(
     assert attributions.values.shape == (len(deals), len(model.encoder_.names))
     assert attributions.features == tuple(model.encoder_.names)
     assert np.ptp(attributions.base) == 0.0  # one expected value for every deal
-
-
-def test_attributions_agree_with_shap_tree_explainer(trained: Trained, deals: pd.DataFrame) -> None:
-    model = trained.model
-    matrix = model.encoder_.transform(deals)
-    explainer = shap.TreeExplainer(model.won_.booster)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # shap's notice about LightGBM's binary output
-        values = np.asarray(explainer.shap_values(matrix))
-    attributions = attribute(model, deals)
-    # The trees' part is SHAP's to the letter; the stage offset's deviation from the overall
-    # rate is the stage's, and the overall rate's log-odds is in the base.
-    stage = model.encoder_.names.index("stage")
-    offset = model.won_.offset
-    others = np.delete(np.arange(matrix.shape[1]), stage)
-    np.testing.assert_allclose(attributions.values[:, others], values[:, others], atol=1e-6)
-    np.testing.assert_allclose(
-        attributions.values[:, stage] - values[:, stage],
-        offset(matrix) - offset.default,
-        atol=1e-6,
-    )
-    np.testing.assert_allclose(
-        attributions.base, explainer.expected_value + offset.default, rtol=0, atol=1e-6
-    )
 
 
 def _path_weights(

@@ -9,7 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.risk import RISK_THRESHOLDS, risk_flags, risk_level
+from models.risk import (
+    FLAG_CODES,
+    MIN_LIFT,
+    RISK_THRESHOLDS,
+    RiskFlags,
+    change_over,
+    fit_risk_flags,
+    flag_lift,
+    risk_flags,
+    risk_level,
+)
 from tests.model.conftest import Trained
 
 
@@ -132,3 +142,78 @@ def test_flags_on_the_real_pipeline_have_reasons_and_separate_outcomes(trained: 
     # Flagged deals are won less often than the others.
     assert truth[known & flagged].mean() < truth[known & ~flagged].mean()
     assert RISK_THRESHOLDS.repeated_pushes == 2
+
+
+def test_lift_is_the_loss_rate_flagged_over_the_loss_rate_not_flagged() -> None:
+    flagged = np.array([True, True, True, True, False, False, False, False, False, False])
+    lost = np.array([1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, np.nan])
+    lift = flag_lift(flagged, lost)
+    # Flagged: 3 of 4 lost; not flagged: 1 of the 5 known (the unknown one is left out).
+    assert (lift.n_flagged, lift.n_not_flagged) == (4, 5)
+    assert lift.loss_rate_flagged == pytest.approx(0.75)
+    assert lift.loss_rate_not_flagged == pytest.approx(0.2)
+    assert lift.lift == pytest.approx(3.75)
+    assert lift.share_flagged == pytest.approx(0.4)
+    # With label weights: flagged 3 of 6 lost, not flagged 2 of 5; weight 0 is censored.
+    weight = np.array([1.0, 1.0, 1.0, 3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 5.0])
+    weight[5] = 0.0
+    weighted = flag_lift(flagged, lost, weight)
+    assert weighted.n_not_flagged == 4
+    assert weighted.loss_rate_flagged == pytest.approx(0.5)
+    assert weighted.loss_rate_not_flagged == pytest.approx(2 / 5)
+    assert weighted.lift == pytest.approx(1.25)
+    # Nothing lost without the flag, or nobody flagged: no lift to speak of.
+    assert np.isnan(flag_lift(flagged, np.where(flagged, 1.0, 0.0)).lift)
+    assert np.isnan(flag_lift(np.zeros(10, bool), lost).lift)
+
+
+def test_the_seven_day_change_comes_from_the_same_deal_a_week_earlier() -> None:
+    ids = np.array(["a", "a", "b", "a"], dtype=object)
+    as_of = pd.to_datetime(["2026-01-01", "2026-01-08", "2026-01-08", "2026-01-22"], utc=True)
+    change = change_over(ids, as_of.to_numpy(), np.array([0.5, 0.3, 0.4, 0.2]))
+    np.testing.assert_allclose(change, [np.nan, -0.2, np.nan, np.nan])
+
+
+def test_a_flag_whose_lift_is_below_the_bar_is_not_raised(healthy: pd.DataFrame) -> None:
+    """100 deals: 40 silent, lost as often as the others (60%: lift 1.0); 20 pushed twice,
+    all lost against 50% of the others (lift 2.0). Silence is then never raised."""
+    deals = pd.concat([healthy] * 100, ignore_index=True)
+    silent = np.arange(100) < 40
+    pushed = np.arange(100) >= 80
+    lost = np.zeros(100)
+    lost[0:24] = lost[40:56] = lost[80:100] = 1.0
+    deals.loc[silent, "days_since_last_activity"] = 30.0
+    deals.loc[pushed, "close_date_pushes"] = 2.0
+    p = np.full(100, 0.6)
+    risk = RiskFlags().fit(deals, p, 1.0 - lost)
+    assert risk.lift_["silent"].lift == pytest.approx(1.0)
+    assert risk.lift_["repeated_pushes"].lift == pytest.approx(2.0)
+    assert risk.raised_ == ("repeated_pushes",)
+    assert risk.share_flagged_ == pytest.approx(0.2)
+    flags = risk.flags(deals, p)
+    assert [f.code for f in flags[0]] == []  # silent, not raised
+    assert [f.code for f in flags[99]] == ["repeated_pushes"]
+    # Unfitted, every flag fires (what a bundle from before the lifts raises).
+    assert [f.code for f in RiskFlags().flags(deals, p)[0]] == ["silent"]
+
+
+def test_at_most_a_quarter_of_open_deals_are_flagged_each_with_its_reason(
+    trained: Trained,
+) -> None:
+    """Only flags that measured their lift on the training snapshots, together on at most a
+    quarter of them, fire on the open deals of the next quarter: at most a quarter of those
+    too (possibly none: most open snapshots are lost, which caps any rare flag's lift near
+    1 / the loss rate)."""
+    risk = fit_risk_flags(trained.model, trained.training)
+    assert set(risk.lift_) == set(FLAG_CODES)
+    assert all(risk.lift_[code].lift >= MIN_LIFT for code in risk.raised_)
+    assert risk.share_flagged_ <= 0.25  # on the training snapshots: the cap of the fit
+    frame = trained.test_frame
+    flags = risk.flags(frame, trained.model.predict(frame).won)
+    flagged = np.array([bool(deal) for deal in flags])
+    assert flagged.mean() <= 0.25
+    assert all(f.code in risk.raised_ and f.reason.endswith(".") for deal in flags for f in deal)
+    if flagged.any():
+        # Out of sample, the flagged deals are still lost more often.
+        truth = trained.truth[trained.test_mask].reset_index(drop=True)["won"].to_numpy()
+        assert flag_lift(flagged, 1.0 - truth).lift > 1.0
