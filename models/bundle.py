@@ -33,6 +33,7 @@ from features.snapshots import FeaturePlan
 from models.attainment import NewBusinessModel
 from models.baseline_model import BaselineWinModel
 from models.baselines import Baseline
+from models.risk import RiskFlags
 from models.win import WinModel
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class DealcastBundle:
     team_history: pd.DataFrame  # team -> win_rate, average_deal_size (recent closed deals)
     metadata: dict[str, Any] = field(default_factory=dict)
     golden: dict[str, Any] = field(default_factory=dict)  # {"deal", "as_of", "expected"}
+    # The risk flags with their lifts measured at training; only those that earned it fire.
+    risk: RiskFlags = field(default_factory=RiskFlags)
 
     def save(self, path: Path) -> Path:
         with path.open("wb") as handle:

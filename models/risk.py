@@ -15,21 +15,24 @@ their severity:
 Commit is compared with the won probability, not the in-period one: it is the looser test
 (won >= in period), so a flag means the model doubts the deal closes at all.
 
-A flag is raised only when it has measured its precision: `RiskFlags.fit` takes each flag's
-lift (loss rate of the snapshots carrying it / loss rate of the others, over the training
-snapshots whose outcome is known at the cut-off, weighted by the label weights) and keeps
-those with a lift of at least `MIN_LIFT` (1.3), strongest first, as long as the raised flags
-together mark at most `MAX_SHARE` (a quarter) of the snapshots; stalled may tighten from
-90% to 95% or 99% of won deals' time in the stage to fit. The bundle carries the fitted
-flags, and the backtest measures the same lifts out of sample (metrics.json `risk_flags`,
+A flag is raised only when it has measured its precision. `RiskFlags.fit` measures, over
+the training snapshots whose outcome is known at the cut-off (weighted by the label
+weights), each flag's lift as issue 13 defines it (loss rate of the snapshots carrying it /
+loss rate of the others) and its win-rate ratio (win rate of the others / win rate of the
+snapshots carrying it), and raises those whose win-rate ratio is at least `MIN_LIFT` (1.3),
+strongest first, as long as the raised flags together mark at most `MAX_SHARE` (a quarter)
+of the snapshots; stalled may tighten from 90% to 95% or 99% of won deals' time in the stage
+to fit. Why the win-rate ratio decides: where most deals are lost, the loss-rate ratio
+cannot reach 1.3 whatever the flag is worth. On the default world (20,000 deals, seed 1,
+trained at the end of the data) 79% of the weighted snapshots are lost, so a flag marking
+few deals has a loss-rate lift of at most 1 / 0.79 = 1.27 even if every one of them is
+lost; measured, stalled 1.25 (48% of snapshots), close_date_past 1.17, silent 1.15,
+commit_low_probability 1.14, repeated_pushes 1.11, large_drop 0.81. The same flags'
+win-rate ratios: close_date_past 2.63, stalled 2.46, silent 2.05, commit_low_probability
+2.02, repeated_pushes 1.65 (large_drop below 1: a fall of the in-sample probability does not
+mark deals that win less). Both figures are logged; the bundle carries the fitted flags, and
+the backtest measures the same figures out of sample (metrics.json `risk_flags`,
 risk_flags.csv).
-Measured on the default world (20,000 deals, seed 1, trained at the end of the data): 79%
-of the weighted open snapshots are lost, which caps the lift of a flag on a quarter of them
-near 1.4 even if every flagged deal is lost, and no flag reaches 1.3 (stalled 1.25 on 48%,
-commit_low_probability 1.14, close_date_past 1.17, silent 1.15, repeated_pushes 1.11,
-large_drop 0.81: a fall of the in-sample probability marks deals lost less often). Tighter
-thresholds did not help (stalled past 99% of won deals: 1.23 on 19%; silent 60 days: 1.20;
-3 pushes: 1.12), so the thresholds stay and none of these flags is raised there.
 
 The flags read features and probabilities only, vectorised over a batch of deals.
 """
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from models.encoding import Columns
 
@@ -214,9 +218,16 @@ class FlagLift:
     loss_rate_not_flagged: float
     lift: float
     share_flagged: float
+    # Win rate without the flag / win rate with it: what decides whether a flag is raised
+    # (the module says why); NaN when undefined, inf when no flagged deal is won.
+    win_rate_ratio: float = math.nan
 
-    def to_dict(self) -> dict[str, float | int]:
-        return dict(self.__dict__)
+    def to_dict(self) -> dict[str, float | int | None]:
+        """As JSON allows: an undefined or infinite figure is None."""
+        return {
+            key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in self.__dict__.items()
+        }
 
 
 def flag_lift(flagged: np.ndarray, lost: np.ndarray, weight: np.ndarray | None = None) -> FlagLift:
@@ -233,6 +244,13 @@ def flag_lift(flagged: np.ndarray, lost: np.ndarray, weight: np.ndarray | None =
 
     on, off = rate(known & flagged), rate(known & ~flagged)
     lift = on / off if off > 0 and math.isfinite(on) else math.nan
+    won_on, won_off = 1.0 - on, 1.0 - off
+    if not (math.isfinite(on) and math.isfinite(off)):
+        ratio = math.nan
+    elif won_on > 0:
+        ratio = won_off / won_on
+    else:
+        ratio = math.inf if won_off > 0 else math.nan
     return FlagLift(
         n_flagged=int((known & flagged).sum()),
         n_not_flagged=int((known & ~flagged).sum()),
@@ -240,6 +258,7 @@ def flag_lift(flagged: np.ndarray, lost: np.ndarray, weight: np.ndarray | None =
         loss_rate_not_flagged=off,
         lift=lift,
         share_flagged=float(flagged.mean()) if flagged.size else math.nan,
+        win_rate_ratio=ratio,
     )
 
 
@@ -305,14 +324,19 @@ class RiskFlags:
         chosen = self.thresholds
         any_flag = np.zeros(len(lost), dtype=bool)
         raised = []
-        order = sorted(FLAG_CODES, key=lambda c: -np.nan_to_num(self.lift_[c].lift, nan=-1.0))
+        order = sorted(
+            FLAG_CODES, key=lambda c: -np.nan_to_num(self.lift_[c].win_rate_ratio, nan=-1.0)
+        )
         for code in order:
             for candidate in _candidates(code, self.thresholds):
                 mask = flag_masks(columns, probability, change_7d=change_7d, thresholds=candidate)[
                     code
                 ]
                 lift = flag_lift(mask, lost, weight)
-                if lift.lift >= self.min_lift and (any_flag | mask).mean() <= self.max_share:
+                if (
+                    lift.win_rate_ratio >= self.min_lift
+                    and (any_flag | mask).mean() <= self.max_share
+                ):
                     raised.append(code)
                     any_flag |= mask
                     self.lift_[code] = lift
@@ -359,7 +383,9 @@ def fit_risk_flags(
     measures them out of sample."""
     frame = training.frame
     matrix = model.encoder_.transform(frame)
-    p = model.won_.probability(matrix, threads=model.config.threads)[0]
+    # The point probability only: the interval members are not needed for a flag.
+    target = model.won_
+    p = target.calibrate(expit(target.margin(matrix, threads=model.config.threads)))
     change = change_over(frame["opportunity_id"].to_numpy(), frame["as_of"].to_numpy(), p)
     won = training.targets["won"]
     return (risk or RiskFlags()).fit(frame, p, won.label, weight=won.weight, change_7d=change)

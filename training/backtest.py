@@ -27,14 +27,23 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from tqdm import tqdm
 
 from features.errors import DealcastDataError
 from features.fiscal import completed_quarters, quarter_bounds, quarter_labels, week_of_quarter
-from features.labels import CensoringEffect, FollowUp, censoring_effect, label_horizon, target_name
+from features.labels import (
+    CensoringEffect,
+    FollowUp,
+    TrainingSet,
+    censoring_effect,
+    label_horizon,
+    target_name,
+)
 from features.timestamps import to_ns
 from models.attainment import NewBusinessModel, TeamQuarter, fit_dependence, simulate_attainment
 from models.baselines import BASELINE_NAMES, baselines_for
+from models.risk import FLAG_CODES, MIN_LIFT, change_over, fit_risk_flags, flag_lift, flag_masks
 from models.win import WinModel, WinModelConfig
 from training.dataset import PreparedData
 from training.metrics import deal_metrics, period_metrics
@@ -204,6 +213,7 @@ def _score_fold(
             "pin_model_high": prediction.in_period_high,
         }
     )
+    risk = _add_risk_flags(out, data, fold, model, training, snaps, prediction.won)
     for name in BASELINE_NAMES:
         out[f"p_{name}"] = baselines["won"][name].predict_proba(snaps)
         out[f"pin_{name}"] = baselines["won_in_period"][name].predict_proba(snaps)
@@ -219,7 +229,71 @@ def _score_fold(
         out[f"h_model_{horizon}"] = prediction.horizons[horizon]
         for name in BASELINE_NAMES:
             out[f"h_{name}_{horizon}"] = baselines[target_name(horizon)][name].predict_proba(snaps)
-    return out, effect, model.training_summary_
+    return out, effect, {**model.training_summary_, "risk_flags": risk}
+
+
+def _add_risk_flags(
+    out: pd.DataFrame,
+    data: PreparedData,
+    fold: Fold,
+    model: WinModel,
+    training: TrainingSet,
+    snaps: pd.DataFrame,
+    won: np.ndarray,
+) -> dict[str, Any]:
+    """Every risk flag of each test snapshot (`flag_<code>`), and `flagged`: whether it
+    carries a flag the fold's model raises (fitted on its training snapshots, models.risk).
+    The 7-day change compares with the fold model's probability of the same deal a week
+    earlier, the week before the fold included. Returns the fitted flags' summary."""
+    risk = fit_risk_flags(model, training)
+    before = (
+        (data.snapshots["as_of"] >= fold.start - 7 * DAY) & (data.snapshots["as_of"] < fold.start)
+    ).to_numpy()
+    earlier = data.snapshots[before]
+    target = model.won_
+    p_earlier = (
+        target.calibrate(
+            expit(target.margin(model.encoder_.transform(earlier), threads=model.config.threads))
+        )
+        if len(earlier)
+        else np.empty(0)
+    )
+    ids = np.concatenate([earlier["opportunity_id"].to_numpy(), snaps["opportunity_id"].to_numpy()])
+    times = np.concatenate([earlier["as_of"].to_numpy(), snaps["as_of"].to_numpy()])
+    change = change_over(ids, times, np.concatenate([p_earlier, won]))[len(earlier) :]
+    masks = flag_masks(snaps, won, change_7d=change, thresholds=risk.thresholds)
+    for code, mask in masks.items():
+        out[f"flag_{code}"] = mask
+    out["flagged"] = np.logical_or.reduce(
+        [masks[code] for code in risk.raised_] or [np.zeros(len(snaps), bool)]
+    )
+    return risk.summary()
+
+
+def _risk_block(predictions: pd.DataFrame, folds: list[Fold]) -> dict[str, Any]:
+    """Each risk flag's lift on the test snapshots whose outcome (`won`, as known at the end
+    of the data) is known, per fold and pooled, and the share of test snapshots (open deals)
+    carrying a flag their fold's model raises."""
+    lost = 1.0 - predictions["won"].to_numpy(dtype=np.float64)
+
+    def scope(rows: np.ndarray) -> dict[str, Any]:
+        flags = {
+            code: flag_lift(predictions[f"flag_{code}"].to_numpy(dtype=bool)[rows], lost[rows])
+            for code in FLAG_CODES
+        }
+        flagged = predictions["flagged"].to_numpy(dtype=bool)[rows]
+        return {
+            "share_flagged": float(flagged.mean()) if flagged.size else None,
+            "n_snapshots": int(rows.sum()),
+            "flags": {code: lift.to_dict() for code, lift in flags.items()},
+        }
+
+    fold = predictions["fold"].to_numpy(dtype=object)
+    return {
+        "min_lift": MIN_LIFT,
+        "pooled": scope(np.ones(len(predictions), dtype=bool)),
+        "by_fold": {f.label: scope(fold == f.label) for f in folds},
+    }
 
 
 @dataclass
@@ -487,6 +561,7 @@ def run_backtest(
         ),
         "deal_by_horizon": _horizon_blocks(predictions, horizons, config.weeks),
         "period": _period_block(periods, config.weeks),
+        "risk_flags": _risk_block(predictions, folds),
         "attainment": {"dependence": dependence, "interval_level": config.interval_level},
         "censoring": {label: effect.to_dict() for label, effect in censoring.items()},
         "training": summaries,

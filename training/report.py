@@ -9,7 +9,9 @@
 - `attainment_coverage.png`: the model's P10-P90 interval of each team-quarter and week
   against the actual revenue.
 - `by_stage.csv`, `by_week.csv`: deal-level metrics per forecaster and target;
-  `periods.csv`: every team-quarter x week with forecasts, actuals and attainment.
+  `periods.csv`: every team-quarter x week with forecasts, actuals and attainment;
+  `risk_flags.csv`: each risk flag's lift (loss rate flagged / not flagged) per fold and
+  pooled.
 """
 
 from __future__ import annotations
@@ -140,6 +142,21 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
     files.append(_period_plot(result, out / "period_forecast.png"))
     files.append(_coverage_plot(result, out / "attainment_coverage.png"))
     files += _tables(result, out)
+    files.append(_risk_table(result, out / "risk_flags.csv"))
     repairs = out / "repairs.csv"
     result.repairs.to_csv(repairs, index=False)
     return [*files, repairs]
+
+
+def _risk_table(result: BacktestResult, path: Path) -> Path:
+    """Each risk flag's lift per fold and pooled (`scope`), with the share of test snapshots
+    flagged by the flags each fold's model raises."""
+    block = result.metrics.get("risk_flags", {})
+    scopes = {"pooled": block.get("pooled", {}), **block.get("by_fold", {})}
+    rows = [
+        {"scope": scope, "flag": code, **lift, "share_any_raised": values["share_flagged"]}
+        for scope, values in scopes.items()
+        for code, lift in values.get("flags", {}).items()
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
@@ -39,6 +40,7 @@ from models.attainment import NewBusinessModel
 from models.baseline_model import FORECASTER, BaselineWinModel
 from models.baselines import baselines_for
 from models.bundle import DealcastBundle, DealcastModel, log_bundle
+from models.risk import fit_risk_flags
 from models.win import WinModel
 from training.backtest import BacktestConfig, BacktestResult, run_backtest
 from training.dataset import PreparedData, prepare
@@ -142,7 +144,21 @@ def _headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
             out[f"period.{name}.attainment_brier"] = float(values["attainment_brier"])
         if values["coverage_80"] is not None:
             out[f"period.{name}.coverage_80"] = float(values["coverage_80"])
+    out.update(_risk_lift_metrics(metrics))
     return out
+
+
+def _risk_lift_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The backtest's pooled risk-flag lifts (`risk_lift.<flag>`), win-rate ratios (what
+    raises a flag: models.risk) and share flagged."""
+    pooled = metrics.get("risk_flags", {}).get("pooled", {})
+    flags = pooled.get("flags", {})
+    figures = {f"risk_lift.{code}": f["lift"] for code, f in flags.items()}
+    figures.update(
+        {f"risk_win_rate_ratio.{code}": f.get("win_rate_ratio") for code, f in flags.items()}
+    )
+    figures["risk_flags.share_flagged"] = pooled.get("share_flagged")
+    return {k: float(v) for k, v in figures.items() if v is not None and math.isfinite(v)}
 
 
 def team_history(data: PreparedData, *, days: int) -> pd.DataFrame:
@@ -166,6 +182,7 @@ def build_bundle(
     """The final model, trained on everything labelled by the end of the data."""
     training = data.training_at(cutoff)
     model = WinModel(data.plan, config.backtest.model).fit(training)
+    risk = fit_risk_flags(model, training)  # lifts on the training snapshots, point in time
     baselines: dict[str, dict[str, Any]] = dict(baselines_for(training, ("won", "won_in_period")))
     closed = data.deals[data.deals["close_time"].notna()]
     new_business = NewBusinessModel.fit(
@@ -193,7 +210,9 @@ def build_bundle(
             "training": model.training_summary_,
             "backtest": _headline_metrics(backtest.metrics),
             "code_version": code_version(),
+            "risk_flags": risk.summary(),
         },
+        risk=risk,
     )
     bundle.golden = golden_deal(bundle, data, cutoff)
     return bundle

@@ -154,6 +154,8 @@ def test_lift_is_the_loss_rate_flagged_over_the_loss_rate_not_flagged() -> None:
     assert lift.loss_rate_not_flagged == pytest.approx(0.2)
     assert lift.lift == pytest.approx(3.75)
     assert lift.share_flagged == pytest.approx(0.4)
+    # Won: 1 of 4 flagged, 4 of 5 not: flagged deals win 3.2 times less often.
+    assert lift.win_rate_ratio == pytest.approx(0.8 / 0.25)
     # With label weights: flagged 3 of 6 lost, not flagged 2 of 5; weight 0 is censored.
     weight = np.array([1.0, 1.0, 1.0, 3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 5.0])
     weight[5] = 0.0
@@ -162,6 +164,7 @@ def test_lift_is_the_loss_rate_flagged_over_the_loss_rate_not_flagged() -> None:
     assert weighted.loss_rate_flagged == pytest.approx(0.5)
     assert weighted.loss_rate_not_flagged == pytest.approx(2 / 5)
     assert weighted.lift == pytest.approx(1.25)
+    assert weighted.win_rate_ratio == pytest.approx(0.6 / 0.5)
     # Nothing lost without the flag, or nobody flagged: no lift to speak of.
     assert np.isnan(flag_lift(flagged, np.where(flagged, 1.0, 0.0)).lift)
     assert np.isnan(flag_lift(np.zeros(10, bool), lost).lift)
@@ -187,7 +190,9 @@ def test_a_flag_whose_lift_is_below_the_bar_is_not_raised(healthy: pd.DataFrame)
     p = np.full(100, 0.6)
     risk = RiskFlags().fit(deals, p, 1.0 - lost)
     assert risk.lift_["silent"].lift == pytest.approx(1.0)
+    assert risk.lift_["silent"].win_rate_ratio == pytest.approx(1.0)
     assert risk.lift_["repeated_pushes"].lift == pytest.approx(2.0)
+    assert risk.lift_["repeated_pushes"].win_rate_ratio == np.inf  # none of them won
     assert risk.raised_ == ("repeated_pushes",)
     assert risk.share_flagged_ == pytest.approx(0.2)
     flags = risk.flags(deals, p)
@@ -202,11 +207,10 @@ def test_at_most_a_quarter_of_open_deals_are_flagged_each_with_its_reason(
 ) -> None:
     """Only flags that measured their lift on the training snapshots, together on at most a
     quarter of them, fire on the open deals of the next quarter: at most a quarter of those
-    too (possibly none: most open snapshots are lost, which caps any rare flag's lift near
-    1 / the loss rate)."""
+    too."""
     risk = fit_risk_flags(trained.model, trained.training)
     assert set(risk.lift_) == set(FLAG_CODES)
-    assert all(risk.lift_[code].lift >= MIN_LIFT for code in risk.raised_)
+    assert all(risk.lift_[code].win_rate_ratio >= MIN_LIFT for code in risk.raised_)
     assert risk.share_flagged_ <= 0.25  # on the training snapshots: the cap of the fit
     frame = trained.test_frame
     flags = risk.flags(frame, trained.model.predict(frame).won)
@@ -214,6 +218,6 @@ def test_at_most_a_quarter_of_open_deals_are_flagged_each_with_its_reason(
     assert flagged.mean() <= 0.25
     assert all(f.code in risk.raised_ and f.reason.endswith(".") for deal in flags for f in deal)
     if flagged.any():
-        # Out of sample, the flagged deals are still lost more often.
+        # Out of sample, the flagged deals still win less often.
         truth = trained.truth[trained.test_mask].reset_index(drop=True)["won"].to_numpy()
-        assert flag_lift(flagged, 1.0 - truth).lift > 1.0
+        assert flag_lift(flagged, 1.0 - truth).win_rate_ratio > 1.0
