@@ -6,14 +6,22 @@ import copy
 import itertools
 from dataclasses import replace
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import logit
+from scipy.special import expit, logit
 from sklearn.metrics import roc_auc_score
 
 from models.baselines import baselines_for
-from models.win import InsufficientData, WinPrediction, monotone_in_horizon
+from models.calibration import Calibrator
+from models.win import (
+    InsufficientData,
+    StageOffset,
+    WinPrediction,
+    _Members,
+    monotone_in_horizon,
+)
 from tests.model.conftest import CUTOFF, Trained, train_at
 
 
@@ -47,13 +55,52 @@ def test_probabilities_are_probabilities(trained: Trained) -> None:
     assert prediction.mode == "full"
 
 
+def test_calibration_keeps_resolution(trained: Trained) -> None:
+    # An isotonic map once left 54 distinct values over 1,706 open deals, a third of them at
+    # its floor. No single probability may hold more than 5% of the deals scored.
+    prediction = trained.model.predict(trained.test_frame)
+    for values in (prediction.won, prediction.in_period):
+        shares = pd.Series(np.round(values, 6)).value_counts(normalize=True)
+        assert shares.iloc[0] <= 0.05, shares.head(3)
+
+
+@pytest.mark.parametrize("final_fit", ["refit", "calibrate"])
+def test_served_probability_is_the_link_of_base_plus_contributions(
+    trained: Trained, final_fit: str
+) -> None:
+    # What the API states: win_probability = link(base + sum of the SHAP contributions).
+    model = trained.model
+    frame = trained.test_frame.head(400)
+    if final_fit == "calibrate":
+        # Platt's sigmoid on a later window, as `final_fit = "calibrate"` fits it.
+        model = copy.copy(model)
+        known = ~np.isnan(trained.truth["won"].to_numpy()[trained.test_mask])
+        later = trained.test_frame[known]
+        calibrator = Calibrator().fit(
+            expit(trained.model.predict(later).margin),
+            trained.truth["won"].to_numpy()[trained.test_mask][known],
+        )
+        assert calibrator.method == "sigmoid" and abs(calibrator.coef_ - 1) > 1e-3
+        model.targets_ = {**model.targets_, "won": replace(model.won_, calibrator=calibrator)}
+    prediction = model.predict(frame)
+    matrix = model.encoder_.transform(frame)
+    contributions = model.won_.contributions(matrix, threads=1)
+    margin = contributions.sum(axis=1)  # base value last
+    np.testing.assert_allclose(margin, prediction.margin, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.won_.link()(margin), prediction.won, rtol=0, atol=1e-12)
+
+
 def test_identifiers_do_not_matter(trained: Trained) -> None:
     frame = trained.test_frame.head(500)
     renamed = frame.assign(opportunity_id="X-" + frame["opportunity_id"].astype(str))
     a = trained.model.predict(frame)
-    b = trained.model.predict(renamed.sample(frac=1.0, random_state=1).sort_index())
-    np.testing.assert_array_equal(a.won, b.won)
-    np.testing.assert_array_equal(a.won_high, b.won_high)
+    shuffled = renamed.sample(frac=1.0, random_state=1)
+    assert not shuffled.index.equals(renamed.index)
+    b = trained.model.predict(shuffled)
+    order = shuffled.index.to_numpy()  # b's k-th row is frame's row order[k]
+    # Equal to the last bits of a float: only the order of summation may differ.
+    np.testing.assert_allclose(a.won[order], b.won, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(a.won_high[order], b.won_high, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize(
@@ -159,11 +206,23 @@ def test_interval_is_wider_for_an_unseen_owner(trained: Trained) -> None:
 
 
 def test_interval_is_wider_for_an_unseen_category(trained: Trained) -> None:
+    # The warning "never seen in training: the interval is widened" is true for every deal
+    # that carries it: against the same model without the novelty term, its interval is
+    # wider, and a deal without a novelty is untouched.
+    model = trained.model
+    without = copy.copy(model)
+    without.config = replace(model.config, novelty_logit_sd=0.0)
     frame = trained.test_frame.head(300)
+    frame = frame[frame["owner_closed_deals"] >= 5]
+    seen = ~np.any(list(model.predict(frame).unseen.values()), axis=0)
+    frame = frame[seen]
     novel = frame.assign(lead_source="Carrier pigeon")
-    a = trained.model.predict(frame)
-    b = trained.model.predict(novel)
-    assert np.median(b.won_high - b.won_low) > np.median(a.won_high - a.won_low)
+    assert model.predict(novel).unseen["lead_source"].all()
+    wider = _logit_width(model.predict(novel)) / _logit_width(without.predict(novel))
+    assert np.all(wider > 1.0)
+    np.testing.assert_allclose(
+        _logit_width(model.predict(frame)), _logit_width(without.predict(frame))
+    )
 
 
 def test_small_data_mode_answers_and_says_so(trained: Trained) -> None:
@@ -188,6 +247,30 @@ def test_small_data_mode_answers_and_says_so(trained: Trained) -> None:
         by_stage.is_monotonic_increasing
         or by_stage.corr(pd.Series(by_stage.index, index=by_stage.index)) > 0.8
     )
+
+
+def test_packed_members_score_as_their_boosters() -> None:
+    # Members are packed into one booster for speed; each member's margin must be exactly
+    # its stage offset plus its own trees, whatever the trees' sizes.
+    rng = np.random.default_rng(3)
+    n = 2000
+    x = np.column_stack([rng.integers(0, 4, n).astype(np.float64), rng.normal(size=(n, 3))])
+    x[rng.random(n) < 0.05, 0] = np.nan  # a stage the encoder never saw
+    y = (x[:, 1] + rng.normal(size=n) > 0).astype(np.float64)
+    members = []
+    for k, (leaves, rounds) in enumerate([(7, 5), (31, 12), (2, 1)]):
+        booster = lgb.train(
+            {"objective": "binary", "num_leaves": leaves, "verbosity": -1, "seed": k},
+            lgb.Dataset(x, y, categorical_feature=[0]),
+            num_boost_round=rounds,
+        )
+        offset = StageOffset(0, rng.normal(size=4), float(k))
+        members.append((offset, booster))
+    packed = _Members.pack(members)
+    got = packed.margins(x, threads=1)
+    for k, (offset, booster) in enumerate(members):
+        want = offset(x) + booster.predict(x, raw_score=True)
+        np.testing.assert_allclose(got[k], want, rtol=0, atol=1e-9)
 
 
 def test_too_little_data_is_refused(trained: Trained) -> None:
