@@ -46,7 +46,7 @@ from models.explain import (
     TrendWindow,
 )
 from models.factors import MANAGER_FACTOR
-from models.win import DAY_NS, INTERVAL_TARGETS, Mode, WinModelConfig, WinPrediction
+from models.win import DAY_NS, INTERVAL_TARGETS, Link, Mode, WinModelConfig, WinPrediction
 from models.win import monotone_in_horizon as _monotone
 
 BASELINE_MODE: Mode = "baseline"
@@ -217,6 +217,10 @@ class BaselineWinModel:
     def stage_factor(self) -> str:
         spec = next(spec for spec in self.plan.catalog if spec.name == "stage")
         return MANAGER_FACTOR[spec.factor]
+
+    def won_link(self) -> Link:
+        """The served probability is the stage rate, the margin its log-odds: the identity."""
+        return Link(1.0, 0.0, 0.0)
 
     def explain(
         self,

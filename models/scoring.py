@@ -32,8 +32,8 @@ from models.explain import (
     explain_deals,
     trend_queries,
 )
-from models.risk import RiskFlag, risk_flags, risk_level
-from models.win import WinPrediction
+from models.risk import RiskFlag, RiskFlags, risk_level
+from models.win import Link, WinPrediction
 
 # Letter grades of the calibrated win probability, for list views in the CRM.
 GRADES: tuple[tuple[float, str], ...] = (
@@ -77,6 +77,11 @@ class DealScore:
     trend: tuple[TrendWindow, ...] = ()
     actions: tuple[Action, ...] = ()
     actions_disclaimer: str = EFFECTS_DISCLAIMER
+    # With explanations: the margin's base value, the margin (base + every contribution) and
+    # the link from the margin to win_probability.
+    base_value: float | None = None
+    margin: float | None = None
+    link: Link | None = None
     amount: float = 0.0
     # Share of the amount each baseline counts in this quarter's forecast.
     period_weights: dict[str, float] = field(default_factory=dict)
@@ -210,7 +215,9 @@ class Scorer:
                     top_k=top_k,
                 )
             change_7d = np.array([_change(e, 7) for e in explanations if e is not None])
-        flags = risk_flags(now, prediction.won, change_7d=change_7d)
+        # A bundle pickled before flags were fitted raises every flag.
+        risk = getattr(bundle, "risk", None) or RiskFlags()
+        flags = risk.flags(now, prediction.won, change_7d=change_7d)
         unseen = prediction.unseen
         scores = []
         for i, deal in enumerate(deals):
@@ -259,6 +266,9 @@ class Scorer:
                     factors=explanation.factors if explanation else (),
                     trend=explanation.trend if explanation else (),
                     actions=actions[i].actions if actions else (),
+                    base_value=explanation.base_value if explanation else None,
+                    margin=explanation.margin if explanation else None,
+                    link=model.won_link() if explanation else None,
                     amount=float(now["amount"][i]),
                     period_weights={k: float(v[i]) for k, v in weights.items()},
                 )

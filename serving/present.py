@@ -30,6 +30,7 @@ from serving.schemas import (
     DataWindow,
     DealScoreOut,
     DriverOut,
+    ExplanationOut,
     FactorMoveOut,
     FactorOut,
     HorizonOut,
@@ -126,6 +127,25 @@ def _action(action: Action, path: str) -> ActionOut:
     )
 
 
+LINK_FORMULA = (
+    "win_probability = min(max(1 / (1 + exp(-(scale * margin + shift))), floor), 1 - floor), "
+    "margin = base_value + sum of factors[].contribution, clipped to +-13.8"
+)
+
+
+def _explanation(score: DealScore, path: str) -> ExplanationOut | None:
+    if score.base_value is None or score.margin is None or score.link is None:
+        return None
+    return ExplanationOut(
+        base_value=finite(score.base_value, f"{path}.base_value"),
+        margin=finite(score.margin, f"{path}.margin"),
+        scale=finite(score.link.scale, f"{path}.scale"),
+        shift=finite(score.link.shift, f"{path}.shift"),
+        floor=score.link.floor,
+        formula=LINK_FORMULA,
+    )
+
+
 def deal_score(score: DealScore, model: ModelRef, path: str) -> DealScoreOut:
     return DealScoreOut(
         opportunity_id=score.opportunity_id,
@@ -158,6 +178,7 @@ def deal_score(score: DealScore, model: ModelRef, path: str) -> DealScoreOut:
         factors=[_factor(f, f"{path}.factors[{k}]") for k, f in enumerate(score.factors)],
         actions=[_action(a, f"{path}.actions[{k}]") for k, a in enumerate(score.actions)],
         actions_disclaimer=score.actions_disclaimer,
+        explanation=_explanation(score, f"{path}.explanation"),
         warnings=list(score.warnings),
         mode=score.mode,
         model=model,

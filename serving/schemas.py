@@ -345,6 +345,26 @@ class HorizonOut(BaseModel):
     probability: Finite = Field(description="P(won within the horizon); monotone in `days`")
 
 
+class ExplanationOut(BaseModel):
+    """How the drivers add up to the served probability, exactly."""
+
+    base_value: Finite = Field(
+        description="log-odds of winning before any feature's contribution (the same for "
+        "every deal of a model)"
+    )
+    margin: Finite = Field(
+        description="base_value plus the contributions of every factor (`factors`, which "
+        "hold every feature; `drivers` are the largest of them)"
+    )
+    scale: Finite
+    shift: Finite
+    floor: Finite
+    formula: str = Field(
+        description="win_probability = min(max(1 / (1 + exp(-(scale * margin + shift))), "
+        "floor), 1 - floor), with margin clipped to +-13.8"
+    )
+
+
 class DealScoreOut(BaseModel):
     opportunity_id: str
     as_of: datetime
@@ -366,6 +386,9 @@ class DealScoreOut(BaseModel):
     factors: list[FactorOut]
     actions: list[ActionOut]
     actions_disclaimer: str
+    explanation: ExplanationOut | None = Field(
+        description="with `explain`: base value, margin and the link to win_probability"
+    )
     warnings: list[str]
     mode: str = Field(
         description='"full", "small-data", or "baseline": no model has passed the promotion '

@@ -123,6 +123,24 @@ def test_score_one_deal_explained(client: TestClient, open_deals: list[dict[str,
     assert score["model"]["version"]
 
 
+def test_drivers_reconcile_with_the_served_probability_for_every_deal(
+    client: TestClient, open_deals: list[dict[str, Any]]
+) -> None:
+    # What a client can check: base + the factors' contributions is the margin, and the
+    # stated link maps it to win_probability, for every deal (not only the top drivers).
+    response = client.post("/v1/score", json={"deals": open_deals[:60], "top_k": 3})
+    assert response.status_code == 200, response.text
+    for score in strict_json(response.text)["scores"]:
+        explained = score["explanation"]
+        margin = explained["base_value"] + sum(f["contribution"] for f in score["factors"])
+        assert margin == pytest.approx(explained["margin"], abs=1e-9)
+        clipped = min(max(margin, -13.8155), 13.8155)
+        p = 1.0 / (1.0 + math.exp(-(explained["scale"] * clipped + explained["shift"])))
+        p = min(max(p, explained["floor"]), 1.0 - explained["floor"])
+        assert p == pytest.approx(score["win_probability"], abs=1e-9)
+        assert "base_value" in explained["formula"]
+
+
 def test_score_batch_in_order_without_explanations(
     client: TestClient, open_deals: list[dict[str, Any]]
 ) -> None:
@@ -132,6 +150,7 @@ def test_score_batch_in_order_without_explanations(
     scores = strict_json(response.text)["scores"]
     assert [s["opportunity_id"] for s in scores] == [d["opportunity_id"] for d in deals]
     assert all(s["drivers"] == [] and s["actions"] == [] and s["trend"] == [] for s in scores)
+    assert all(s["explanation"] is None for s in scores)
 
 
 def test_as_of_per_request_and_per_deal(
