@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -122,6 +123,9 @@ class WinModelConfig:
     # 2-point bar on its recent window (tests/training/test_censoring_oracle.py).
     final_fit: Literal["auto", "refit", "calibrate", "as-stopped"] = "refit"
     refit_window_share: float = 0.2
+    # The least relative gain in weighted log loss on the later window, over the stage
+    # weight alone, for the trees to be kept; below it the target is the stage weight.
+    min_gain: float = 0.0
     seed: int = 0
     threads: int = 2
 
@@ -369,7 +373,8 @@ class WinModel:
             rows: np.ndarray, rounds: int, *, valid: np.ndarray | None = None
         ) -> tuple[StageOffset, StageWeightEmpirical, np.ndarray, lgb.Booster]:
             """Trees on `rows`, boosted from the stage weight fitted on the same rows, early
-            stopped on the `valid` rows when given."""
+            stopped on the `valid` rows when given; `rounds` 0: the stage weight alone (one
+            tree of leaves ~0, so SHAP and the members keep their shape)."""
             index = np.flatnonzero(rows)
             offset, stage_rates = offset_on(index, weight[index])
             base = offset(matrix)
@@ -377,11 +382,12 @@ class WinModel:
                 index,
                 outcome,
                 params,
-                rounds,
+                max(rounds, 1),
                 weight=weight,
                 init_score=base,
                 valid=None if valid is None else np.flatnonzero(valid),
                 early_stopping_rounds=config.early_stopping_rounds,
+                learning_rate=None if rounds > 0 else _NO_TREES_RATE,
             )
             return offset, stage_rates, base, booster
 
@@ -390,6 +396,15 @@ class WinModel:
         else:
             offset, stage_rates, base, booster = boosted(train, 20)
         rounds = booster.best_iteration or booster.num_trees()
+        gain = math.nan
+        if later.any():
+            # What the trees gained on the later window over the stage weight they start
+            # from; a gain within noise is nothing to learn: the stage weight is served.
+            start = _log_loss(expit(base[later]), outcome[later], weight[later])
+            best = float(booster.best_score["valid_0"]["binary_logloss"])
+            gain = 1.0 - best / start if start > 0 else 0.0
+            if gain < config.min_gain:
+                rounds = 0
         calibrator = Calibrator()
         final_fit = config.final_fit
         if final_fit == "auto":
@@ -401,6 +416,8 @@ class WinModel:
         elif later.any() and final_fit == "refit":
             train = known
             offset, stage_rates, base, booster = boosted(train, rounds)
+        elif rounds == 0:
+            offset, stage_rates, base, booster = boosted(train, 0)
         elif booster.best_iteration:
             # Served as stopped: drop the rounds fitted past the best, so the trees, their
             # SHAP values and a pickled copy all mean the same model.
@@ -433,7 +450,9 @@ class WinModel:
                         member_rounds,
                         weight=member_weight,
                         init_score=member_offset(matrix),
-                        learning_rate=config.learning_rate * rounds / member_rounds,
+                        learning_rate=max(
+                            config.learning_rate * rounds / member_rounds, _NO_TREES_RATE
+                        ),
                     ),
                 )
             )
@@ -452,6 +471,7 @@ class WinModel:
             "rows_censored": int((~known).sum()),
             "calibration": calibrator.method,
             "final_fit": final_fit if later.any() else "no later window",
+            "gain_over_stage_weight": gain,
             "members": len(trained_members),
         }
 
@@ -576,6 +596,8 @@ def monotone_in_horizon(p: np.ndarray, lengths: np.ndarray, *, anchored: np.ndar
 MEMBER_MAX_LEARNING_RATE = 0.25
 
 _MEMBER_CHUNK_ROWS = 20_000
+# The learning rate of the one tree standing for "no trees" (LightGBM needs one).
+_NO_TREES_RATE = 1e-12
 
 # Parameters that shape the binning, fixed for every booster trained on one `_Binned`.
 _DATASET_KEYS = ("max_bin", "verbosity", "deterministic", "seed")
@@ -772,6 +794,12 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def _interval(p: np.ndarray, sd: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
     centre = _logit(p)
     return np.minimum(expit(centre - z * sd), p), np.maximum(expit(centre + z * sd), p)
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return float(np.average(losses, weights=w)) if w.sum() > 0 else math.nan
 
 
 def _both_classes(outcome: np.ndarray, least: int) -> bool:
