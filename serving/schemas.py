@@ -54,7 +54,10 @@ def _time(value: object) -> datetime:
         parsed = value
     else:
         raise PydanticCustomError("datetime_type", "expected an ISO 8601 date or time as a string")
-    aware = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        aware = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+00:01 is before year 1 in UTC
+        raise PydanticCustomError("datetime_range", "must be between 1900 and 2200") from None
     if not EARLIEST <= aware < LATEST:
         raise PydanticCustomError("datetime_range", "must be between 1900 and 2200")
     return aware

@@ -337,6 +337,11 @@ INVALID_DEALS = [
         _edit("activities.0.occurred_at", "9999-01-01"),
         "deals[0].activities[0].occurred_at",
     ),
+    (
+        "before year 1 in UTC",
+        _edit("created_at", "0001-01-01T00:00:00+00:01"),
+        "deals[0].created_at",
+    ),
     ("unknown stage", _edit("history.0.stage", "Closed Maybe"), "deals[0].history[0].stage"),
     (
         "unknown category",
