@@ -60,11 +60,10 @@ def test_a_young_org_backtests_by_month_with_default_settings(young_org: Path) -
     assert "deal level" in out
     model = metrics["deal"]["model"]["overall"]
     stage_weight = metrics["deal"]["stage_weight_empirical"]["overall"]
-    # Boosted from the stage weight and stopped early: never worse than it beyond noise. On
-    # this org's ~300 test deals that noise is a percent or two: `won` measured 1.001x the
-    # stage weight, then 1.012x once the rep commit-reliability features joined (the
-    # in-period target 0.91x).
-    assert model["brier"] <= stage_weight["brier"] * 1.02, (model, stage_weight)
+    # Boosted from the stage weight and stopped early on fully followed snapshots: never
+    # worse than it beyond noise (measured 0.98x; 1.012x when the trees stopped on the most
+    # recent, mostly unresolved snapshots).
+    assert model["brier"] <= stage_weight["brier"] * 1.01, (model, stage_weight)
     in_period = metrics["deal_in_period"]
     assert (
         in_period["model"]["overall"]["brier"]
