@@ -337,14 +337,19 @@ class WinModel:
         return self.won_.link()
 
     def _stopping_split(
-        self, rows: np.ndarray, outcome: np.ndarray, as_of: np.ndarray
+        self, rows: np.ndarray, as_of: np.ndarray, deals: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(rows before the window, the window): the last `calibration_days` of `rows`."""
+        """(rows before the window, the window): the last `calibration_days` of `rows`. A
+        deal with a snapshot in the window trains on none before it: its earlier weekly
+        snapshots would let the trees recognise it (on 45+45 deals, a "gain" of 46% on the
+        window and 1% probabilities for every open deal)."""
         if not rows.any():
             return rows, rows
         last = as_of[rows].max()
         later = rows & (as_of > last - self.config.calibration_days * DAY_NS)
-        return rows & (as_of <= last - self.config.calibration_days * DAY_NS), later
+        seen_later = pd.Index(pd.unique(deals[later]))
+        before = rows & ~later & ~seen_later.get_indexer(deals).__ge__(0)
+        return before, later
 
     def _fit_target(
         self,
@@ -374,9 +379,9 @@ class WinModel:
         # window; where too few such snapshots exist (a young org, a long horizon), on the
         # last `calibration_days` of known labels.
         followed = known & (labels.end <= cutoff)
-        train, later = self._stopping_split(known & followed, outcome, as_of)
+        train, later = self._stopping_split(known & followed, as_of, deals)
         if not _both_classes(outcome[later], 10) or not _both_classes(outcome[train], 10):
-            train, later = self._stopping_split(known, outcome, as_of)
+            train, later = self._stopping_split(known, as_of, deals)
         if not _both_classes(outcome[later], 10) or not _both_classes(outcome[train], 10):
             # Too little to hold a later window out: train on everything known, with the
             # small model's few rounds, and serve the trees uncalibrated.
