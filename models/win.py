@@ -347,9 +347,8 @@ class WinModel:
             return rows, rows
         last = as_of[rows].max()
         later = rows & (as_of > last - self.config.calibration_days * DAY_NS)
-        seen_later = pd.Index(pd.unique(deals[later]))
-        before = rows & ~later & ~seen_later.get_indexer(deals).__ge__(0)
-        return before, later
+        in_window = pd.Index(pd.unique(deals[later])).get_indexer(deals) >= 0
+        return rows & ~later & ~in_window, later
 
     def _fit_target(
         self,
