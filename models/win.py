@@ -719,6 +719,9 @@ class _Members:
     stage_column: int
     offsets: np.ndarray  # (members, stage codes): each member's stage log-odds
     defaults: np.ndarray  # (members,): for a stage its encoder never saw
+    # The members themselves: a batch of many rows is scored booster by booster (LightGBM's
+    # own summing beats gathering every tree's leaf in numpy once the call cost is shared).
+    boosters: tuple[lgb.Booster, ...] = ()
 
     @classmethod
     def pack(cls, members: list[tuple[StageOffset, lgb.Booster]]) -> _Members:
@@ -761,6 +764,7 @@ class _Members:
             offsets[0].column,
             np.stack([o.by_code for o in offsets]),
             np.array([o.default for o in offsets]),
+            tuple(booster for _, booster in members),
         )
 
     @property
@@ -770,6 +774,9 @@ class _Members:
     def margins(self, matrix: np.ndarray, *, threads: int) -> np.ndarray:
         """Each member's margin for each row: (members, rows), in chunks of rows (a leaf
         index per tree and row would otherwise take gigabytes for a large batch)."""
+        if self.boosters and len(matrix) >= SINGLE_THREAD_ROWS:
+            trees = np.stack([raw_margin(b, matrix, threads=threads) for b in self.boosters])
+            return self._offsets(matrix) + trees
         if len(matrix) > _MEMBER_CHUNK_ROWS:
             return np.concatenate(
                 [
@@ -782,11 +789,14 @@ class _Members:
             self.packed.predict(matrix, pred_leaf=True, num_threads=threads), dtype=np.int64
         ).reshape(len(matrix), -1)
         trees = self.leaf_values[np.arange(leaves.shape[1]), leaves] @ self.member_of_tree
+        return self._offsets(matrix) + trees.T
+
+    def _offsets(self, matrix: np.ndarray) -> np.ndarray:
         codes = matrix[:, self.stage_column]
         known = ~np.isnan(codes)
         offsets = np.repeat(self.defaults[:, None], len(matrix), axis=1)
         offsets[:, known] = self.offsets[:, codes[known].astype(np.int64)]
-        return offsets + trees.T
+        return offsets
 
 
 # Below this many rows a prediction runs on one thread: waking OpenMP threads costs more than

@@ -267,10 +267,11 @@ def test_packed_members_score_as_their_boosters() -> None:
         offset = StageOffset(0, rng.normal(size=4), float(k))
         members.append((offset, booster))
     packed = _Members.pack(members)
-    got = packed.margins(x, threads=1)
+    few, many = packed.margins(x[:100], threads=1), packed.margins(x, threads=1)  # both paths
     for k, (offset, booster) in enumerate(members):
         want = offset(x) + booster.predict(x, raw_score=True)
-        np.testing.assert_allclose(got[k], want, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(few[k], want[:100], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(many[k], want, rtol=0, atol=1e-9)
 
 
 def test_too_little_data_is_refused(trained: Trained) -> None:
