@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from features.synthetic import generate_world, write_world
 from serving.app import create_app
 from tests.integration.conftest import API_KEY, Registry, _open_ids, service_settings
+from tests.training.test_train_registry import NOTHING_LEARNED
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def baseline_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regi
         patch.chdir(root)
         world = generate_world(n_opportunities=600, seed=4, months=9)
         write_world(world, root / "world")
-        outcome = train(root / "world")
+        outcome = train(root / "world", config=NOTHING_LEARNED)
         assert outcome.baseline_version, (
             f"premise: the young org's model fails the gate; {outcome.gate}"
         )
