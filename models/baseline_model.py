@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.special import logit
 from scipy.stats import beta
 
-from features.labels import TrainingSet, target_name
+from features.labels import TrainingSet
 from features.snapshots import FeaturePlan
 from features.timestamps import to_ns
 from models.baselines import _PRIOR, StageWeightEmpirical
@@ -46,8 +46,13 @@ from models.explain import (
     TrendWindow,
 )
 from models.factors import MANAGER_FACTOR
-from models.win import DAY_NS, INTERVAL_TARGETS, Link, Mode, WinModelConfig, WinPrediction
-from models.win import monotone_in_horizon as _monotone
+from models.win import (
+    Link,
+    Mode,
+    WinModelConfig,
+    WinPrediction,
+    horizon_probabilities,
+)
 
 BASELINE_MODE: Mode = "baseline"
 FORECASTER = "stage_weight_empirical"
@@ -193,25 +198,14 @@ class BaselineWinModel:
     def _horizons(
         self, columns: Columns, as_of: np.ndarray, won: np.ndarray, in_period: np.ndarray
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        names = self.horizons_.names
-        ends = self.horizons_.ends(as_of, ever_days=self.ever_days_)
-        lengths = {name: (ends[name] - as_of) / DAY_NS for name in names}
-        raw = {}
-        for name in names:
-            target = target_name(name)
-            if target == "won":
-                raw[name] = won
-            elif target == "won_in_period":
-                raw[name] = in_period
-            else:
-                raw[name] = self.targets_[target].predict(columns)
-        anchored = np.array([target_name(n) in INTERVAL_TARGETS for n in names])
-        fixed = _monotone(
-            np.column_stack([raw[n] for n in names]),
-            np.column_stack([lengths[n] for n in names]),
-            anchored=anchored,
+        return horizon_probabilities(
+            self.horizons_,
+            as_of,
+            ever_days=self.ever_days_,
+            won=won,
+            in_period=in_period,
+            other=lambda t: self.targets_[t].predict(columns),
         )
-        return {n: fixed[:, j] for j, n in enumerate(names)}, lengths
 
     @property
     def stage_factor(self) -> str:

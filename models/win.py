@@ -554,26 +554,14 @@ class WinModel:
         threads: int,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Every horizon's probability, monotone in its length, and the lengths in days."""
-        names = self.horizons_.names
-        as_of = np.asarray(as_of, dtype=np.int64)
-        ends = self.horizons_.ends(as_of, ever_days=self.ever_days_)
-        lengths = {name: (ends[name] - as_of) / DAY_NS for name in names}
-        raw = {}
-        for name in names:
-            target = target_name(name)
-            if target == "won":
-                raw[name] = won
-            elif target == "won_in_period":
-                raw[name] = in_period
-            else:
-                raw[name] = self.targets_[target].probability(matrix, threads=threads)[0]
-        anchored = np.array([target_name(n) in INTERVAL_TARGETS for n in names])
-        fixed = monotone_in_horizon(
-            np.column_stack([raw[n] for n in names]),
-            np.column_stack([lengths[n] for n in names]),
-            anchored=anchored,
+        return horizon_probabilities(
+            self.horizons_,
+            np.asarray(as_of, dtype=np.int64),
+            ever_days=self.ever_days_,
+            won=won,
+            in_period=in_period,
+            other=lambda t: self.targets_[t].probability(matrix, threads=threads)[0],
         )
-        return {n: fixed[:, j] for j, n in enumerate(names)}, lengths
 
     def _novelty(self, columns: Columns, unseen: dict[str, np.ndarray]) -> np.ndarray:
         """Extra logit spread for what the training data never showed."""
@@ -584,6 +572,32 @@ class WinModel:
         if "owner_closed_deals" in self.encoder_.names:
             count += np.asarray(columns["owner_closed_deals"], dtype=np.float64) < 5
         return self.config.novelty_logit_sd * np.sqrt(count)
+
+
+def horizon_probabilities(
+    horizons: Any,
+    as_of: np.ndarray,
+    *,
+    ever_days: int,
+    won: np.ndarray,
+    in_period: np.ndarray,
+    other: Callable[[str], np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every horizon's probability (`won` and `in_period` as given, the others from
+    `other(target)`), monotone in its length, and the lengths in days: one rule for the
+    model and the baseline forecaster."""
+    names = horizons.names
+    ends = horizons.ends(as_of, ever_days=ever_days)
+    lengths = {name: (ends[name] - as_of) / DAY_NS for name in names}
+    given = {"won": won, "won_in_period": in_period}
+    raw = {n: given[t] if (t := target_name(n)) in given else other(t) for n in names}
+    anchored = np.array([target_name(n) in INTERVAL_TARGETS for n in names])
+    fixed = monotone_in_horizon(
+        np.column_stack([raw[n] for n in names]),
+        np.column_stack([lengths[n] for n in names]),
+        anchored=anchored,
+    )
+    return {n: fixed[:, j] for j, n in enumerate(names)}, lengths
 
 
 def monotone_in_horizon(p: np.ndarray, lengths: np.ndarray, *, anchored: np.ndarray) -> np.ndarray:
