@@ -61,6 +61,7 @@ from features.timestamps import to_ns
 from models.baselines import StageWeightEmpirical
 from models.calibration import FLOOR, Calibrator
 from models.encoding import Columns, FeatureEncoder
+from models.heterogeneity import Heterogeneity, unexplained_heterogeneity
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,9 @@ class WinModelConfig:
     minimum_deals: int = 40
     # The horizons without intervals (30/90/180 days, next quarter) train on the snapshots
     # of every k-th week only: a deal's weekly snapshots are near-duplicates, and these four
-    # boosters would otherwise cost twice what the two headline ones do.
-    horizon_sample_weeks: int = 2
+    # boosters would otherwise cost twice what the two headline ones do (at every 2nd week
+    # they still cost as much: half of the 100,000-deal training's boosting).
+    horizon_sample_weeks: int = 4
     # In full mode each bootstrap member also keeps every k-th week of its deals' snapshots
     # (its own phase): the spread comes from which deals are drawn, and twenty members on
     # every weekly snapshot cost as much as all six targets' main boosters together.
@@ -203,6 +205,9 @@ class _Target:
     offset: StageOffset
     stage_rates: StageWeightEmpirical
     rounds: int  # rounds kept by early stopping
+    # Log-odds spread the model leaves unexplained between groups of deals, measured out of
+    # time on the later window (models.heterogeneity): added to the members' spread.
+    residual_sd: float = 0.0
 
     def margin(self, matrix: np.ndarray, *, threads: int) -> np.ndarray:
         """Stage offset plus the trees' raw output: what the calibrator maps and SHAP explains."""
@@ -228,8 +233,9 @@ class _Target:
         margin = self.margin(matrix, threads=threads)
         p = self.calibrate(expit(margin))
         if self.members is None:
-            return p, np.zeros_like(p), margin
-        return p, self.members.margins(matrix, threads=threads).std(axis=0, ddof=1), margin
+            return p, np.full_like(p, self.residual_sd), margin
+        spread = self.members.margins(matrix, threads=threads).std(axis=0, ddof=1)
+        return p, np.hypot(spread, self.residual_sd), margin
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """The served probability from the margin's probability."""
@@ -429,6 +435,24 @@ class WinModel:
             gain = 1.0 - best / start if start > 0 else 0.0
             if gain < config.min_gain:
                 rounds = 0
+        residual = Heterogeneity(0.0, None, {})
+        if members:
+            # Out of time on the later window; where it holds too few deals to group (a young
+            # org, small-data mode), on every known label: the few small trees of such a
+            # model flatter their own training rows little.
+            judged = later if _deal_count(deals[later]) >= RESIDUAL_WINDOW_DEALS else known
+            stopped = base[judged] + (
+                raw_margin(booster, matrix[judged], threads=config.threads) if rounds else 0.0
+            )
+            residual = unexplained_heterogeneity(
+                expit(stopped),
+                outcome[judged],
+                weight[judged],
+                deals[judged],
+                matrix[judged],
+                self.encoder_.names,
+                set(self.encoder_.categorical),
+            )
         calibrator = Calibrator()
         final_fit = config.final_fit
         if final_fit == "auto":
@@ -487,6 +511,7 @@ class WinModel:
             offset,
             stage_rates,
             rounds,
+            residual.sd,
         )
         return target, {
             "rounds": rounds,
@@ -497,6 +522,8 @@ class WinModel:
             "final_fit": final_fit if later.any() else "no later window",
             "gain_over_stage_weight": gain,
             "members": len(trained_members),
+            "unexplained_logit_sd": residual.sd,
+            "unexplained_by": residual.feature,
         }
 
     def predict(
@@ -634,6 +661,8 @@ def monotone_in_horizon(p: np.ndarray, lengths: np.ndarray, *, anchored: np.ndar
 MEMBER_MAX_LEARNING_RATE = 0.25
 
 _MEMBER_CHUNK_ROWS = 20_000
+# The fewest deals in the later window for the unexplained spread to be measured there.
+RESIDUAL_WINDOW_DEALS = 200
 # The learning rate of the one tree standing for "no trees" (LightGBM needs one).
 _NO_TREES_RATE = 1e-12
 

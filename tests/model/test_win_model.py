@@ -18,6 +18,7 @@ from models.calibration import Calibrator
 from models.win import (
     InsufficientData,
     StageOffset,
+    WinModel,
     WinPrediction,
     _Members,
     monotone_in_horizon,
@@ -225,8 +226,10 @@ def test_interval_is_wider_for_an_unseen_category(trained: Trained) -> None:
     )
 
 
-def test_small_data_mode_answers_and_says_so(trained: Trained) -> None:
-    # Keep just enough deals: about 40 won and 40 lost before the cut-off, plus the open ones.
+@pytest.fixture(scope="module")
+def small(trained: Trained) -> WinModel:
+    """A model of 45 won and 45 lost deals closed well before the cut-off, with every
+    snapshot they had, plus nothing else."""
     export = trained.export
     final = export.history.groupby("opportunity_id").tail(1).set_index("opportunity_id")
     rng = np.random.default_rng(0)
@@ -237,8 +240,12 @@ def test_small_data_mode_answers_and_says_so(trained: Trained) -> None:
     snapshots = trained.snapshots[trained.snapshots["opportunity_id"].isin(keep)]
     snapshots = snapshots.reset_index(drop=True)
     _, model = train_at(export, trained.plan, snapshots, CUTOFF)
-    assert model.mode_ == "small-data"
-    prediction = model.predict(trained.test_frame.head(200))
+    return model
+
+
+def test_small_data_mode_answers_and_says_so(trained: Trained, small: WinModel) -> None:
+    assert small.mode_ == "small-data"
+    prediction = small.predict(trained.test_frame.head(200))
     assert prediction.mode == "small-data"
     assert np.isfinite(prediction.won).all()
     # It leans on the stage weights: probabilities rise with the stage.
@@ -246,6 +253,24 @@ def test_small_data_mode_answers_and_says_so(trained: Trained) -> None:
     assert (
         by_stage.is_monotonic_increasing
         or by_stage.corr(pd.Series(by_stage.index, index=by_stage.index)) > 0.8
+    )
+
+
+def test_interval_is_wider_with_less_data(trained: Trained, small: WinModel) -> None:
+    # At the same probability, the 45+45-deal model is less sure than the full one. Its
+    # bootstrap members alone are not (both near 0.35 log-odds: a model that learned only
+    # the stage weight is stable under resampling); what it leaves unexplained between deal
+    # types, sources, stages (models.heterogeneity) is what widens it.
+    frame = trained.test_frame
+    full, few = trained.model.predict(frame), small.predict(frame)
+    both = (full.won > 0.15) & (full.won < 0.35) & (few.won > 0.15) & (few.won < 0.35)
+    assert both.sum() >= 100
+    ratio = np.median(_logit_width(few)[both]) / np.median(_logit_width(full)[both])
+    assert ratio > 1.25, ratio
+    summary = small.training_summary_["targets"]["won"]
+    assert (
+        summary["unexplained_logit_sd"]
+        > trained.model.training_summary_["targets"]["won"]["unexplained_logit_sd"]
     )
 
 
