@@ -120,7 +120,8 @@ def main() -> None:
         }
     figures["target"] = "the 80% interval covers the true probability for 70-90% of deals"
     figures["fit_seconds"] = round(fit_seconds, 1)
-    save(f"interval_coverage_{args.opportunities}", figures)
+    suffix = "" if args.seed == 21 else f"_seed{args.seed}"
+    save(f"interval_coverage_{args.opportunities}{suffix}", figures)
     print(json.dumps(figures, indent=2, default=str))
 
 

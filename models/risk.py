@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from features.timestamps import to_ns
 from models.encoding import Columns
 
 if TYPE_CHECKING:
@@ -386,7 +387,7 @@ def fit_risk_flags(
     # The point probability only: the interval members are not needed for a flag.
     target = model.won_
     p = target.calibrate(expit(target.margin(matrix, threads=model.config.threads)))
-    change = change_over(frame["opportunity_id"].to_numpy(), frame["as_of"].to_numpy(), p)
+    change = change_over(frame["opportunity_id"].to_numpy(), to_ns(frame["as_of"]), p)
     won = training.targets["won"]
     return (risk or RiskFlags()).fit(frame, p, won.label, weight=won.weight, change_7d=change)
 

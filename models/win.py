@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -273,7 +273,12 @@ class WinModel:
     plan: FeaturePlan
     config: WinModelConfig = field(default_factory=WinModelConfig)
 
-    def fit(self, training: TrainingSet) -> WinModel:
+    def fit(
+        self, training: TrainingSet, *, intervals: Collection[str] = INTERVAL_TARGETS
+    ) -> WinModel:
+        """`intervals`: the targets of `INTERVAL_TARGETS` that get bootstrap members (a
+        caller judging only some of the intervals, the backtest, skips the others' cost; the
+        others' intervals then hold only the novelty term)."""
         frame = training.frame
         config = self.config
         self.encoder_ = FeatureEncoder.fit(
@@ -301,6 +306,7 @@ class WinModel:
         binned = _Binned.of(matrix, self.encoder_, config.lgb_params(small=False))
         for k, (name, labels) in enumerate(training.targets.items()):
             headline = name in INTERVAL_TARGETS
+            with_members = headline and name in intervals
             target, info = self._fit_target(
                 binned,
                 labels,
@@ -308,7 +314,7 @@ class WinModel:
                 cutoff=pd.Timestamp(training.cutoff).value,
                 as_of=as_of,
                 deals=deals,
-                members=config.ensemble if headline else 0,
+                members=config.ensemble if with_members else 0,
                 seed_offset=1000 * k,
                 rows=None if headline else sampled,
             )

@@ -179,7 +179,9 @@ def _score_fold(
     training = data.training_at(fold.start)
     seen = (data.snapshots["as_of"] <= fold.start).to_numpy()
     effect = censoring_effect(training, data.truth["won"].to_numpy()[seen])
-    model = WinModel(data.plan, config.model).fit(training)
+    # The backtest judges `won` by its probability and `won_in_period` also by its interval
+    # (the attainment forecast's): only the latter's interval members are trained here.
+    model = WinModel(data.plan, config.model).fit(training, intervals=("won_in_period",))
     baselines = baselines_for(training)
     test = (
         (data.snapshots["as_of"] >= fold.start) & (data.snapshots["as_of"] < fold.end)
@@ -206,8 +208,6 @@ def _score_fold(
             "won": truth["won"],
             "won_in_period": truth["won_in_period"],
             "p_model": prediction.won,
-            "p_model_low": prediction.won_low,
-            "p_model_high": prediction.won_high,
             "pin_model": prediction.in_period,
             "pin_model_low": prediction.in_period_low,
             "pin_model_high": prediction.in_period_high,
@@ -259,7 +259,7 @@ def _add_risk_flags(
         else np.empty(0)
     )
     ids = np.concatenate([earlier["opportunity_id"].to_numpy(), snaps["opportunity_id"].to_numpy()])
-    times = np.concatenate([earlier["as_of"].to_numpy(), snaps["as_of"].to_numpy()])
+    times = np.concatenate([to_ns(earlier["as_of"]), to_ns(snaps["as_of"])])
     change = change_over(ids, times, np.concatenate([p_earlier, won]))[len(earlier) :]
     masks = flag_masks(snaps, won, change_7d=change, thresholds=risk.thresholds)
     for code, mask in masks.items():
