@@ -85,7 +85,10 @@ class WinModelConfig:
     # The most rounds a target may take; early stopping on the later window picks fewer.
     n_estimators: int = 300
     early_stopping_rounds: int = 20
-    learning_rate: float = 0.1
+    # 0.15, not 0.1: on the default world (20,000 deals, two cut-offs) the Brier scores
+    # moved by -0.4% to +1.1% (within noise), the rounds early stopping keeps fell by 40%,
+    # and with them the 100,000-deal training time and every scoring call's trees.
+    learning_rate: float = 0.15
     num_leaves: int = 31
     # TreeSHAP costs O(trees x leaves x depth^2) per deal: capping the depth (the unbounded
     # trees reached depth 16) halves the cost of an explained score at no measured loss.
