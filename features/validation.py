@@ -31,6 +31,7 @@ from features.repairs import (
     repair_history,
 )
 from features.stages import StageConfig, StagesError, infer_stages, salesforce_standard
+from features.state import state_at
 
 _TRUE = {"true", "1", "t", "yes"}
 _FALSE = {"false", "0", "f", "no"}
@@ -298,12 +299,10 @@ def _check_current_state(
     present = [c.name for c in CURRENT_STATE_COLUMNS if c.name in opportunities.columns]
     if not present or not _has(history, "opportunity_id", "changed_at"):
         return
-    last = (
-        history.dropna(subset=["opportunity_id", "changed_at"])
-        .sort_values("changed_at", kind="stable")
-        .groupby("opportunity_id")
-        .tail(1)
-        .set_index("opportunity_id")
+    last = state_at(
+        history.dropna(subset=["opportunity_id", "changed_at"]).sort_values(
+            ["opportunity_id", "changed_at"], kind="stable"
+        )
     )
     if last.empty:
         return

@@ -18,6 +18,7 @@ from features.deals import DealTables
 from features.labels import TrainingSet, label_snapshots, training_set
 from features.loading import CrmExport
 from features.snapshots import FeaturePlan, build_snapshots
+from features.state import state_at
 from features.timestamps import to_ns
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class PreparedData:
 
 def deal_outcomes(export: CrmExport) -> pd.DataFrame:
     """Each deal's final state: closed or not, won or not, when, for how much, whose team."""
-    last = export.history.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
+    last = state_at(export.history)
     closed_stages = export.stages.won_stages + export.stages.lost_stages
     deals = export.opportunities[["opportunity_id", "owner_id", "created_at"]].copy()
     deals["opportunity_id"] = deals["opportunity_id"].astype(str)
