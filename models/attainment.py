@@ -42,8 +42,11 @@ random numbers, so P_low <= P(attain) <= P_high draw by draw. Without probabilit
 the interval is the Monte-Carlo error alone (a single point when exact).
 
 Gap analysis (the seeds' target decomposition): remaining quota = max(quota - won, 0);
-coverage = open pipeline / remaining quota, capped at COVERAGE_CAP (also its value once the
-quota is met, when the ratio would be infinite); pipeline needed = remaining quota / win rate;
+coverage = pipeline closing in the period (the open deals whose close date is before the
+period ends, overdue included; by default every open deal) / remaining quota, capped at
+COVERAGE_CAP (also its value once the quota is met, when the ratio would be infinite): a
+deal expected to close after the quarter covers none of it (models.team_quarter gives the
+callers one rule); pipeline needed = remaining quota / win rate;
 deals needed = remaining quota / (average deal size x win rate). The status thresholds are
 GREEN_AT and RED_BELOW below.
 """
@@ -381,6 +384,9 @@ class AttainmentResult:
     method: str
     standard_error: float = 0.0
     draws: int = 0
+    # The open deals closing before the period ends (overdue included), what `coverage`
+    # divides; NaN on results made before it was kept.
+    pipeline_in_period: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -776,6 +782,7 @@ def simulate_attainment(
     average_deal_size: float | None = None,
     draws: int | None = None,
     seed: int = 0,
+    closes_in_period: np.ndarray | None = None,
 ) -> AttainmentResult:
     """The distribution of closed-won revenue this quarter against `quota` (see the module).
 
@@ -788,6 +795,8 @@ def simulate_attainment(
       open pipeline's amount-weighted probability and mean amount.
     - `draws`: a fixed number of Monte-Carlo draws (rounded up to a multiple of 64) instead
       of drawing until the standard error is under 0.45 points; the exact path ignores it.
+    - `closes_in_period`: per deal, whether its close date is before the period ends
+      (overdue included): the pipeline coverage counts; by default every deal.
     """
     quota_value = _number(quota, "quota", low=0.0, low_open=True)
     won = _number(won_to_date, "won_to_date", low=0.0)
@@ -821,6 +830,15 @@ def simulate_attainment(
         raise AttainmentInputError("draws", f"must be a positive integer, got {draws}")
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise AttainmentInputError("seed", f"must be a non-negative integer, got {seed}")
+    if closes_in_period is None:
+        in_period = np.ones(p.size, dtype=bool)
+    else:
+        in_period = np.asarray(closes_in_period)
+        if in_period.dtype != np.bool_ or in_period.shape != p.shape:
+            raise AttainmentInputError(
+                "closes_in_period",
+                f"must be {p.size} booleans, got {in_period.dtype} of shape {in_period.shape}",
+            )
 
     with_interval = probability_low is not None or probability_high is not None
     scenarios = [
@@ -842,6 +860,7 @@ def simulate_attainment(
         win_rate=win_rate,
         average_deal_size=average_deal_size,
         nb_size=_fallback_deal_size(business, remaining=max(quota_value - won, 0.0)),
+        pipeline_in_period=float(amount[in_period].sum()),
     )
 
 
@@ -898,6 +917,7 @@ def _result(
     win_rate: float | None,
     average_deal_size: float | None,
     nb_size: float,
+    pipeline_in_period: float,
 ) -> AttainmentResult:
     p_attain = float(distribution.p_attain[0])
     se = distribution.standard_error
@@ -906,7 +926,7 @@ def _result(
     p_high = min(1.0, float(distribution.p_attain[high_index] + 1.96 * se[high_index]))
     remaining = max(quota - won, 0.0)
     open_pipeline = float(amounts.sum())
-    coverage = COVERAGE_CAP if remaining == 0 else min(open_pipeline / remaining, COVERAGE_CAP)
+    coverage = COVERAGE_CAP if remaining == 0 else min(pipeline_in_period / remaining, COVERAGE_CAP)
     rate, size, lower_bound = _gap_rates(
         p, amounts, win_rate=win_rate, average_deal_size=average_deal_size, fallback_size=nb_size
     )
@@ -919,7 +939,7 @@ def _result(
         remaining=remaining,
         won=won,
         quota=quota,
-        open_pipeline=open_pipeline,
+        pipeline_in_period=pipeline_in_period,
         coverage=coverage,
         pipeline_needed=pipeline_needed,
         win_rate=rate,
@@ -951,6 +971,7 @@ def _result(
         method=method,
         standard_error=float(se[0]),
         draws=int(distribution.draws),
+        pipeline_in_period=pipeline_in_period,
     )
 
 
@@ -996,7 +1017,7 @@ def _status(
     remaining: float,
     won: float,
     quota: float,
-    open_pipeline: float,
+    pipeline_in_period: float,
     coverage: float,
     pipeline_needed: float,
     win_rate: float,
@@ -1008,12 +1029,13 @@ def _status(
     chance = f"{100 * p_attain:.0f}% chance of reaching the quota"
     if f"{100 * p_low:.0f}" != f"{100 * p_high:.0f}":
         chance += f" (between {100 * p_low:.0f}% and {100 * p_high:.0f}%)"
-    cover = f"open pipeline of {_money(open_pipeline)} is {coverage:.1f}x the remaining " + (
-        f"{_money(remaining)}"
+    cover = (
+        f"pipeline closing this quarter, {_money(pipeline_in_period)}, is {coverage:.1f}x the "
+        f"remaining {_money(remaining)}"
     )
     if p_attain >= GREEN_AT:
         return "green", f"On track: {chance}; the {cover}."
-    shortfall = pipeline_needed - open_pipeline
+    shortfall = pipeline_needed - pipeline_in_period
     if lower_bound:
         need = (
             f"no open deal is expected to win, so at least {_money(remaining)} of new pipeline "
@@ -1023,7 +1045,7 @@ def _status(
         need = (
             f"at a {100 * win_rate:.0f}% win rate the remaining {_money(remaining)} needs "
             f"{_money(pipeline_needed)} of pipeline"
-            + (f", {_money(shortfall)} more than is open" if shortfall > 0 else "")
+            + (f", {_money(shortfall)} more than is open this quarter" if shortfall > 0 else "")
         )
     if p_attain >= RED_BELOW:
         return "yellow", f"At risk: {chance}; {need}."

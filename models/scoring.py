@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from features.deals import DealTables
+from features.fiscal import quarter_bounds
 from features.loading import CrmExport
 from features.payload import PayloadInvalid, deal_tables_from_payloads
 from features.snapshots import feature_columns, open_deal_queries
 from features.timestamps import TimeLike, to_ns
 from models.actions import EFFECTS_DISCLAIMER, Action, rank_actions
-from models.attainment import AttainmentResult, simulate_attainment
+from models.attainment import AttainmentResult
 from models.baseline_model import BASELINE_WARNING, BaselineWinModel
 from models.bundle import DealcastBundle
 from models.explain import (
@@ -33,6 +34,13 @@ from models.explain import (
     trend_queries,
 )
 from models.risk import RiskFlag, RiskFlags, risk_level
+from models.team_quarter import (
+    ActivityRates,
+    Pipeline,
+    QuarterFigures,
+    bundle_forecast,
+    team_of_rep,
+)
 from models.win import Link, WinPrediction
 
 # Letter grades of the calibrated win probability, for list views in the CRM.
@@ -85,17 +93,29 @@ class DealScore:
     amount: float = 0.0
     # Share of the amount each baseline counts in this quarter's forecast.
     period_weights: dict[str, float] = field(default_factory=dict)
+    # The deal's close date at as_of is before the end of as_of's quarter (overdue included):
+    # it counts in the pipeline coverage (models.team_quarter).
+    closes_in_period: bool = True
 
 
 @dataclass
 class PipelineForecast:
-    """Attainment of a rep or team plus the baselines' period forecasts and at-risk deals."""
+    """A rep's or team's quarter (`figures`, models.team_quarter) with the scores it came
+    from, the baselines' period forecasts and the at-risk deals."""
 
-    attainment: AttainmentResult
+    figures: QuarterFigures
     baselines: dict[str, float]
-    model_forecast: float
     deals: list[DealScore]
     at_risk: list[DealScore]
+
+    @property
+    def attainment(self) -> AttainmentResult:
+        """Against the quota; without one, against a nominal quota (read the quantiles)."""
+        return self.figures.result
+
+    @property
+    def model_forecast(self) -> float:
+        return self.figures.expected_revenue
 
 
 def _as_of_values(as_of: Sequence[TimeLike | None] | TimeLike | None, n: int) -> np.ndarray:
@@ -219,6 +239,9 @@ class Scorer:
         risk = getattr(bundle, "risk", None) or RiskFlags()
         flags = risk.flags(now, prediction.won, change_7d=change_7d)
         unseen = prediction.unseen
+        _, quarter_end = quarter_bounds(times, start_month=plan.config.fiscal_year_start_month)
+        # _check leaves no row after as_of: a deal's last row is its state then.
+        closes = tables.history.close_ns[tables.history.index.ends - 1] < quarter_end
         scores = []
         for i, deal in enumerate(deals):
             warnings = []
@@ -271,6 +294,7 @@ class Scorer:
                     link=model.won_link() if explanation else None,
                     amount=float(now["amount"][i]),
                     period_weights={k: float(v[i]) for k, v in weights.items()},
+                    closes_in_period=bool(closes[i]),
                 )
             )
         return scores
@@ -283,54 +307,78 @@ class Scorer:
         deals: Sequence[Mapping[str, Any]],
         team: str | None,
         period_end: pd.Timestamp,
+        owner_id: str | None = None,
         as_of: TimeLike | None = None,
         explain: bool = True,
         seed: int = 0,
     ) -> PipelineForecast:
-        """P(reaching quota) and the revenue distribution for an open pipeline."""
+        """P(reaching quota) and the revenue distribution for an open pipeline: the team's
+        (`team`), or a rep's (`owner_id`, whose team is the one its deals' owner rows name,
+        else the one the model's reference knows)."""
         scores = self.score(deals, as_of=as_of, explain=explain) if deals else []
-        bundle = self.bundle
         when = pd.Timestamp(int(_as_of_values(as_of, 1)[0]), tz="UTC")
-        days_left = max((period_end - when) / pd.Timedelta(days=1), 0.0)
-        record = (
-            bundle.team_history.loc[team].to_dict()
-            if team is not None and team in bundle.team_history.index
-            else {}
-        )
-        win_rate = record.get("win_rate")
-        deal_size = record.get("average_deal_size")
-        p = np.array([s.win_in_period_probability for s in scores])
-        # An amount not known yet counts for nothing, in the model's forecast and the baselines'.
-        amounts = np.nan_to_num(np.array([s.amount for s in scores], dtype=np.float64), nan=0.0)
-        result = simulate_attainment(
+        if owner_id is not None:
+            named = next(
+                (
+                    str(owner["team"])
+                    for deal in deals
+                    if isinstance(owner := deal.get("owner"), Mapping) and owner.get("team")
+                ),
+                team,
+            )
+            team = team_of_rep(self.bundle.reference.tables, owner_id, named)
+        return self.forecast_scores(
+            scores,
             quota=quota,
             won_to_date=won_to_date,
-            probabilities=p,
-            amounts=amounts,
-            probability_low=np.array([s.win_in_period_interval[0] for s in scores]),
-            probability_high=np.array([s.win_in_period_interval[1] for s in scores]),
-            new_business=(bundle.new_business, team or "", days_left),
-            dependence=bundle.dependence,
-            win_rate=win_rate,
-            average_deal_size=deal_size,
+            team=team or "",
+            owner_id=owner_id,
+            when=when,
+            period_end=period_end,
             seed=seed,
         )
+
+    def forecast_scores(
+        self,
+        scores: Sequence[DealScore],
+        *,
+        quota: float | None,
+        won_to_date: float,
+        team: str,
+        owner_id: str | None,
+        when: pd.Timestamp,
+        period_end: pd.Timestamp,
+        process_rates: ActivityRates | None = None,
+        seed: int = 0,
+    ) -> PipelineForecast:
+        """The quarter of scored open deals (models.team_quarter.bundle_forecast), with the
+        baselines' forecasts beside it and the flagged deals, by the revenue the forecast
+        counts on from them."""
+        figures = bundle_forecast(
+            self.bundle,
+            Pipeline.of_scores(scores),
+            quota=quota,
+            won_to_date=won_to_date,
+            team=team,
+            owner_id=owner_id,
+            when=when,
+            period_end=period_end,
+            process_rates=process_rates,
+            seed=seed,
+        )
+        # An amount not known yet counts for nothing, in the model's forecast and the baselines'.
+        amounts = np.nan_to_num(np.array([s.amount for s in scores], dtype=np.float64), nan=0.0)
         baselines = {
             name: won_to_date
             + float(np.dot([s.period_weights[name] for s in scores], amounts) if scores else 0.0)
             for name in BASELINE_NAMES
         }
-        # Flagged deals, by the revenue the forecast counts on from them.
         at_risk = sorted(
             (s for s in scores if s.risk_level != "low"),
             key=lambda s: -(s.amount * s.win_in_period_probability),
         )
         return PipelineForecast(
-            attainment=result,
-            baselines=baselines,
-            model_forecast=result.expected_revenue,
-            deals=scores,
-            at_risk=at_risk,
+            figures=figures, baselines=baselines, deals=list(scores), at_risk=at_risk
         )
 
 

@@ -19,6 +19,7 @@ from models.actions import Action
 from models.explain import Driver, FactorEffect, TrendWindow
 from models.risk import RiskFlag
 from models.scoring import DealScore, PipelineForecast
+from models.team_quarter import DealChange, Gap, QuarterFigures, TeamQuarterForecast
 from serving.errors import ModelOutputInvalid
 from serving.model_store import LoadedModel
 from serving.schemas import (
@@ -28,18 +29,26 @@ from serving.schemas import (
     AttainmentResponse,
     Baselines,
     DataWindow,
+    DealFlowDeal,
+    DealFlowKind,
+    DealFlowOut,
     DealScoreOut,
     DriverOut,
     ExplanationOut,
     FactorMoveOut,
     FactorOut,
+    GapOut,
     HorizonOut,
     Interval,
     ModelInfoResponse,
     ModelRef,
     PeriodForecasts,
+    ProcessTargetOut,
+    QuarterForecastOut,
+    RepForecastOut,
     RiskFlagOut,
     ScoreResponse,
+    TeamForecastResponse,
     TrendOut,
 )
 
@@ -241,6 +250,7 @@ def attainment_response(
         remaining_quota=finite(result.remaining_quota, "remaining_quota"),
         pipeline_needed=finite(result.pipeline_needed, "pipeline_needed"),
         deals_needed=finite(result.deals_needed, "deals_needed"),
+        gap=gap_out(forecast.figures.gap, "gap"),
         method=result.method,
         at_risk=[_at_risk(s, f"at_risk[{i}]") for i, s in enumerate(forecast.at_risk)],
         baselines=PeriodForecasts(
@@ -252,6 +262,105 @@ def attainment_response(
             model=finite(forecast.model_forecast, "baselines.model"),
         ),
         model=model_ref(loaded),
+    )
+
+
+def gap_out(gap: Gap | None, path: str) -> GapOut:
+    if gap is None:  # only a quarter without a quota has none, and /v1/attainment needs one
+        raise ModelOutputInvalid(f"no {path} for a quarter with a quota; nothing was returned")
+    low, high = gap.coverage_target
+    return GapOut(
+        remaining_quota=finite(gap.remaining_quota, f"{path}.remaining_quota"),
+        open_pipeline=finite(gap.open_pipeline, f"{path}.open_pipeline"),
+        pipeline_in_period=finite(gap.pipeline_in_period, f"{path}.pipeline_in_period"),
+        coverage=finite(gap.coverage, f"{path}.coverage"),
+        coverage_target=Interval(low=low, high=high),
+        coverage_status=gap.coverage_status,
+        win_rate=finite_or_none(gap.win_rate),
+        average_deal_size=finite_or_none(gap.average_deal_size),
+        pipeline_needed=finite(gap.pipeline_needed, f"{path}.pipeline_needed"),
+        still_needed=finite(gap.still_needed, f"{path}.still_needed"),
+        won_deals_needed=finite(gap.won_deals_needed, f"{path}.won_deals_needed"),
+        deals_needed=finite(gap.deals_needed, f"{path}.deals_needed"),
+        process=[
+            ProcessTargetOut(
+                activity=target.activity,  # type: ignore[arg-type]
+                per_won_deal=finite_or_none(target.per_won_deal),
+                needed=finite_or_none(target.needed),
+            )
+            for target in gap.process
+        ],
+    )
+
+
+def quarter_out(figures: QuarterFigures, path: str) -> QuarterForecastOut:
+    """One team's or rep's figures as the forecast route and the page show them."""
+    result = figures.result
+    attainment = figures.attainment
+    gap = figures.gap
+    return QuarterForecastOut(
+        quota=figures.quota,
+        won_to_date=finite(figures.won_to_date, f"{path}.won_to_date"),
+        p_attain=finite(attainment.p_attain, f"{path}.p_attain") if attainment else None,
+        p_attain_interval=_interval(
+            (attainment.p_attain_low, attainment.p_attain_high), f"{path}.p_attain_interval"
+        )
+        if attainment
+        else None,
+        expected_revenue=finite(figures.expected_revenue, f"{path}.expected_revenue"),
+        p10=finite(result.p10, f"{path}.p10"),
+        p50=finite(result.p50, f"{path}.p50"),
+        p90=finite(result.p90, f"{path}.p90"),
+        status=attainment.status if attainment else None,
+        coverage=finite(gap.coverage, f"{path}.coverage") if gap else None,
+        gap=gap_out(gap, f"{path}.gap") if gap else None,
+        open_deals=figures.open_deals,
+        new_business=finite(figures.new_business, f"{path}.new_business"),
+    )
+
+
+def _flow_kind(changes: Sequence[DealChange]) -> DealFlowKind:
+    return DealFlowKind(
+        count=len(changes),
+        amount=float(sum(c.amount for c in changes if math.isfinite(c.amount))),
+        deals=[
+            DealFlowDeal(
+                opportunity_id=c.opportunity_id,
+                owner_id=c.owner_id,
+                stage=c.stage,
+                amount=finite_or_none(c.amount),
+                at=c.at.to_pydatetime(),
+                detail=c.detail,
+            )
+            for c in changes
+        ],
+    )
+
+
+def team_forecast_response(quarter: TeamQuarterForecast) -> TeamForecastResponse:
+    """The team's quarter as the forecast route answers it and the page embeds it."""
+    flow = quarter.flow
+    return TeamForecastResponse(
+        team=quarter.team,
+        period=quarter.quarter.period,
+        as_of=quarter.as_of.to_pydatetime(),
+        **quarter_out(quarter.figures, "team").model_dump(),
+        reps=[
+            RepForecastOut(
+                owner_id=rep.owner_id,
+                **quarter_out(rep.forecast.figures, f"reps[{k}]").model_dump(),
+            )
+            for k, rep in enumerate(quarter.reps)
+        ],
+        deal_flow=DealFlowOut(
+            since=flow.since.to_pydatetime(),
+            until=flow.until.to_pydatetime(),
+            new=_flow_kind(flow.new),
+            won=_flow_kind(flow.won),
+            lost=_flow_kind(flow.lost),
+            pushed=_flow_kind(flow.pushed),
+            pulled_in=_flow_kind(flow.pulled_in),
+        ),
     )
 
 

@@ -426,6 +426,46 @@ class PeriodForecasts(BaseModel):
     model: Finite
 
 
+class ProcessTargetOut(BaseModel):
+    activity: Literal["meeting", "call", "proposal"]
+    per_won_deal: Finite | None = Field(
+        description="activities of this type logged per deal won, over the deals closed in "
+        "the year before as_of (a rep's pulled toward the team's)"
+    )
+    needed: Finite | None = Field(description="this quarter: won_deals_needed x per_won_deal")
+
+
+class GapOut(BaseModel):
+    """The target decomposition: what the remaining quota takes at the own win rate."""
+
+    remaining_quota: Finite
+    open_pipeline: Finite = Field(description="every open deal, any close date")
+    pipeline_in_period: Finite = Field(
+        description="open deals whose close date is before the quarter ends (overdue included)"
+    )
+    coverage: Finite = Field(
+        description="pipeline_in_period / remaining_quota (capped at 100, and 100 once met)"
+    )
+    coverage_target: Interval = Field(description="the 3-5x pipeline coverage target")
+    coverage_status: Literal["below", "within", "above"] = Field(
+        description="coverage against coverage_target"
+    )
+    win_rate: Finite | None = Field(
+        description="own win rate (won / closed) over the deals closed in the year before "
+        "as_of, a rep's pulled toward the team's; null: no closed deal to read, the "
+        "pipeline's weighted probability stood in"
+    )
+    average_deal_size: Finite | None = Field(description="own average won deal size, likewise")
+    pipeline_needed: Finite = Field(description="remaining_quota / win_rate")
+    still_needed: Finite = Field(description="pipeline_needed - pipeline_in_period, at least 0")
+    won_deals_needed: Finite = Field(description="remaining_quota / average_deal_size")
+    deals_needed: Finite = Field(description="won_deals_needed / win_rate")
+    process: list[ProcessTargetOut] = Field(
+        description="meetings, calls and proposals needed this quarter (empty in "
+        "/v1/attainment, which has no activity history)"
+    )
+
+
 class AttainmentResponse(BaseModel):
     period: str
     team: str | None
@@ -441,15 +481,78 @@ class AttainmentResponse(BaseModel):
     p90: Finite
     status: Literal["green", "yellow", "red"]
     status_reason: str
-    coverage: Finite = Field(description="open pipeline / remaining quota (capped)")
+    coverage: Finite = Field(
+        description="pipeline closing this quarter (close date before the period ends, "
+        "overdue included) / remaining quota (capped at 100, and 100 once met)"
+    )
     open_pipeline: Finite
     remaining_quota: Finite
     pipeline_needed: Finite
     deals_needed: Finite
+    gap: GapOut
     method: str
     at_risk: list[AtRiskDeal]
     baselines: PeriodForecasts
     model: ModelRef
+
+
+class QuarterForecastOut(BaseModel):
+    """A team's or rep's quarter: the numbers the manager's page shows."""
+
+    quota: Finite | None = Field(description="null: no quota row for the period")
+    won_to_date: Finite
+    p_attain: Finite | None = Field(description="probability of reaching the quota")
+    p_attain_interval: Interval | None
+    expected_revenue: Finite = Field(
+        description="won to date + open deals x in-period probability + expected new business"
+    )
+    p10: Finite
+    p50: Finite
+    p90: Finite
+    status: Literal["green", "yellow", "red"] | None
+    coverage: Finite | None = Field(description="gap.coverage")
+    gap: GapOut | None = Field(description="null without a quota")
+    open_deals: int
+    new_business: Finite = Field(
+        description="expected revenue of deals not yet created (a rep: its share of the team's)"
+    )
+
+
+class RepForecastOut(QuarterForecastOut):
+    owner_id: str
+
+
+class DealFlowDeal(BaseModel):
+    opportunity_id: str
+    owner_id: str
+    stage: str
+    amount: Finite | None
+    at: datetime
+    detail: str
+
+
+class DealFlowKind(BaseModel):
+    count: int
+    amount: Finite
+    deals: list[DealFlowDeal] = Field(description="largest first")
+
+
+class DealFlowOut(BaseModel):
+    since: datetime
+    until: datetime
+    new: DealFlowKind
+    won: DealFlowKind
+    lost: DealFlowKind
+    pushed: DealFlowKind = Field(description="open deals whose close date moved out of the quarter")
+    pulled_in: DealFlowKind = Field(description="open deals whose close date moved into it")
+
+
+class TeamForecastResponse(QuarterForecastOut):
+    team: str
+    period: str
+    as_of: datetime
+    reps: list[RepForecastOut]
+    deal_flow: DealFlowOut
 
 
 class DataWindow(BaseModel):

@@ -13,9 +13,12 @@ by those known rather than dropped.
 Period forecasts are judged per team-quarter at weeks 1, 4, 8 and 12 of the quarter, for
 every quarter that ended by the end of the data: closed-won revenue so far plus each
 forecaster's view of the open pipeline (plus expected new business, for the model) against
-the quarter's actual closed-won revenue. A week's forecast comes from the fold that holds
-it. The shared factor of the attainment distribution is fitted leave-one-quarter-out, so no
-quarter's interval coverage is judged with a scale fitted on that quarter.
+the quarter's actual closed-won revenue. The quota, won to date and the model's forecast
+are the team-quarter's of models.team_quarter, the one assembly the API and the manager's
+page show, so the interval coverage measured here is that of what a manager reads. A
+week's forecast comes from the fold that holds it. The shared factor of the attainment
+distribution is fitted leave-one-quarter-out, so no quarter's interval coverage is judged
+with a scale fitted on that quarter.
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ from features.labels import (
     label_horizon,
     target_name,
 )
+from features.state import state_at
 from features.timestamps import to_ns
-from models.attainment import NewBusinessModel, TeamQuarter, fit_dependence, simulate_attainment
+from models.attainment import NewBusinessModel, TeamQuarter, fit_dependence
 from models.baselines import BASELINE_NAMES, baselines_for
 from models.risk import FLAG_CODES, MIN_LIFT, change_over, fit_risk_flags, flag_lift, flag_masks
+from models.team_quarter import NewBusiness, Pipeline, quarter_forecast, team_quota, won_in_quarter
 from models.win import WinModel, WinModelConfig
 from training.dataset import PreparedData
 from training.metrics import deal_metrics, period_metrics
@@ -146,20 +151,21 @@ def _fold_error(data: PreparedData, step: str, found: int, minimum_deals: int) -
 
 
 def quota_by_team(data: PreparedData, period: str) -> pd.Series:
-    """Each team's quota for a period: its own row, else the sum of its reps' rows."""
-    quotas = data.export.quotas
-    if quotas.empty or "period" not in quotas.columns:
-        return pd.Series(dtype=np.float64)
-    rows = quotas[quotas["period"] == period]
-    out = pd.Series(dtype=np.float64)
-    if "owner_id" in rows.columns:
-        teams = data.export.owners.drop_duplicates("owner_id").set_index("owner_id")["team"]
-        reps = rows.dropna(subset=["owner_id"])
-        out = reps.groupby(reps["owner_id"].map(teams).astype(str))["quota"].sum()
-    if "team" in rows.columns:
-        own = rows.dropna(subset=["team"]).groupby("team")["quota"].sum()
-        out = own.combine_first(out)
-    return out.astype(np.float64)
+    """Each team's quota for a period (models.team_quarter.team_quota; NaN: none)."""
+    owners = data.export.owners.drop_duplicates("owner_id")
+    reps = owners.groupby(owners["team"].astype(str))["owner_id"].agg(
+        lambda ids: [str(i) for i in ids]
+    )
+    teams = sorted(set(data.deals["team"]) | set(reps.index))
+    return pd.Series(
+        {
+            team: team_quota(
+                data.export.quotas, team=team, owners=reps.get(team, []), period=period
+            )
+            for team in teams
+        },
+        dtype=np.float64,
+    )
 
 
 def _closed_deals(data: PreparedData) -> pd.DataFrame:
@@ -168,9 +174,26 @@ def _closed_deals(data: PreparedData) -> pd.DataFrame:
 
 
 def _won_between(data: PreparedData, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    """Each team's revenue won in [start, end) by the deals' final outcomes: the actual."""
     deals = data.deals
     won = deals["won"] & (deals["close_time"] >= start) & (deals["close_time"] < end)
     return deals[won].groupby("team")["amount"].sum(min_count=1).fillna(0.0)
+
+
+def _won_to_date(data: PreparedData, start: pd.Timestamp, at: pd.Timestamp) -> pd.Series:
+    """Each team's won to date at `at`, by the deals' states then (models.team_quarter).
+
+    Only deals with a row in [start, at] can be won in the quarter, and for those the last
+    row of that window is the state at `at`: the rows before `start` need not be read."""
+    history = data.export.history
+    won = won_in_quarter(
+        state_at(history[history["changed_at"] >= start], at),
+        won_stages=data.export.stages.won_stages,
+        start=start,
+        when=at,
+    )
+    teams = data.deals.set_index("opportunity_id")["team"]
+    return won.groupby(teams.reindex(won.index).to_numpy()).sum()
 
 
 def _score_fold(
@@ -204,6 +227,7 @@ def _score_fold(
             "forecast_category": snaps["forecast_category"],
             "team": snaps["opportunity_id"].map(teams).to_numpy(),
             "amount": snaps["amount"],
+            "close_date_in_quarter": snaps["close_date_in_quarter"],
             "days_left": (quarter_end - as_of) / 86_400e9,
             "won": truth["won"],
             "won_in_period": truth["won_in_period"],
@@ -350,7 +374,7 @@ def _period_cases(
             continue
         label = str(quarter_labels(at_ns, start_month=start_month)[0])
         actual = _won_between(data, q_start, q_end)
-        so_far = _won_between(data, q_start, at)
+        so_far = _won_to_date(data, q_start, at)
         quotas = quota_by_team(data, label)
         open_now = predictions[predictions["as_of"] == at]
         for team in teams:
@@ -391,6 +415,20 @@ def _evaluate_periods(
     for case in tqdm(cases, desc="attainment", leave=False, disable=None):
         deals = case.deals
         amounts = case.amounts
+        figures = quarter_forecast(
+            quota=case.quota,
+            won_to_date=case.won_to_date,
+            pipeline=Pipeline(
+                probabilities=deals["pin_model"].to_numpy(dtype=np.float64),
+                probability_low=deals["pin_model_low"].to_numpy(dtype=np.float64),
+                probability_high=deals["pin_model_high"].to_numpy(dtype=np.float64),
+                amounts=amounts,
+                closes_in_period=deals["close_date_in_quarter"].to_numpy(dtype=np.float64) > 0,
+            ),
+            new_business=NewBusiness(case.new_business, case.team, case.days_left),
+            dependence=scale_for[case.quarter],
+            seed=quarters.index(case.quarter) * 1000 + case.week,
+        )
         row: dict[str, Any] = {
             "fold": case.fold,
             "quarter": case.quarter,
@@ -400,30 +438,18 @@ def _evaluate_periods(
             "actual": case.actual,
             "quota": case.quota,
             "open_deals": len(deals),
-            "open_pipeline": float(amounts.sum()),
-            "new_business": case.new_business.expected(case.team, case.days_left),
+            "open_pipeline": figures.open_pipeline,
+            "new_business": figures.new_business,
             "dependence": scale_for[case.quarter],
+            "forecast_model": figures.expected_revenue,
         }
-        row["forecast_model"] = (
-            case.won_to_date + float(deals["pin_model"].to_numpy() @ amounts) + row["new_business"]
-        )
         for name in BASELINE_NAMES:
             row[f"forecast_{name}"] = case.won_to_date + float(
                 deals[f"weight_{name}"].to_numpy() @ amounts
             )
-        if np.isfinite(case.quota) and case.quota > 0:
-            result = simulate_attainment(
-                quota=case.quota,
-                won_to_date=case.won_to_date,
-                probabilities=deals["pin_model"].to_numpy(),
-                amounts=amounts,
-                probability_low=deals["pin_model_low"].to_numpy(),
-                probability_high=deals["pin_model_high"].to_numpy(),
-                new_business=(case.new_business, case.team, case.days_left),
-                dependence=scale_for[case.quarter],
-                seed=quarters.index(case.quarter) * 1000 + case.week,
-            )
-            row.update(p_attain=result.p_attain, p10=result.p10, p90=result.p90)
+        attainment = figures.attainment
+        if attainment is not None:
+            row.update(p_attain=attainment.p_attain, p10=attainment.p10, p90=attainment.p90)
         else:
             row.update(p_attain=np.nan, p10=np.nan, p90=np.nan)
         rows.append(row)

@@ -3,7 +3,10 @@
 Everything is inline (CSS in a style element, charts as SVG), nothing is fetched and no
 script runs, so the file opens from a disk, an e-mail or the service alike, and a strict
 Content-Security-Policy (no scripts, inline styles only) fits it. Every piece of text that
-comes from data (team and deal ids, sentences, stages) is escaped.
+comes from data (team and deal ids, sentences, stages) is escaped. The one script element
+is data, never run: `/v1/teams/{team}/forecast`'s JSON for the same team and time
+(`type="application/json"`, id `dealcast-forecast`), with `<`, `>` and `&` written as
+JSON escapes so that no text in it can close the element.
 
 Layout, for a manager who has a minute: the status sentence first, then the outlook (fan
 chart), the model beside the forecasts the team already uses, coverage, reps, the at-risk
@@ -21,11 +24,10 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
+from models.team_quarter import COVERAGE_TARGET, DealChange, Gap
 from serving.page.view import (
-    CHANGE_WINDOW,
+    FORECAST_JSON_ID,
     AtRiskDeal,
-    Coverage,
-    DealChange,
     FanPoint,
     ManagerView,
     RepSummary,
@@ -495,8 +497,73 @@ def _signed(value: float) -> str:
     return f"{'+' if value >= 0 else '−'}{money(abs(value))}"
 
 
+ACTIVITY_WORDS = {"meeting": "Meetings", "call": "Calls", "proposal": "Proposals"}
+
+
+def _coverage_words(gap: Gap) -> str:
+    low, high = COVERAGE_TARGET
+    verdict = {"below": "below", "within": "within", "above": "above"}[gap.coverage_status]
+    return f"{gap.coverage:.1f}× the remaining quota, {verdict} the {low:.0f}–{high:.0f}× target"
+
+
+def _rate_words(gap: Gap) -> str:
+    if gap.win_rate is None:
+        return "the pipeline's weighted probability (no closed deal to learn a win rate from)"
+    return f"the {pct(gap.win_rate)} win rate of the past year"
+
+
+def _process_cells(gap: Gap | None) -> str:
+    needed = {t.activity: t.needed for t in gap.process} if gap is not None else {}
+    return "".join(
+        f"<td class='r num' data-label='{_e(word)} needed'>"
+        + (f"{value:.0f}" if (value := needed.get(kind)) is not None else "n/a")
+        + "</td>"
+        for kind, word in ACTIVITY_WORDS.items()
+    )
+
+
+def _target_row(owner: str, gap: Gap | None) -> str:
+    if gap is None:
+        cells = "<td colspan='5' class='muted'>no quota</td>"
+    else:
+        cells = (
+            f"<td class='r num'>{pct(gap.win_rate) if gap.win_rate is not None else 'n/a'}</td>"
+            "<td class='r num'>"
+            + (money(gap.average_deal_size) if gap.average_deal_size is not None else "n/a")
+            + f"</td><td class='r num'>{gap.won_deals_needed:.1f}</td>"
+            f"<td class='r num'>{gap.deals_needed:.1f}</td>"
+            f"<td class='r num' data-coverage='{_e(gap.coverage_status)}'>{gap.coverage:.1f}×"
+            f" <span class='muted small'>({_e(gap.coverage_status)} target)</span></td>"
+        )
+    return (
+        f'<tr data-target-owner="{_e(owner)}"><th scope="row">{_e(owner)}</th>{cells}'
+        f"{_process_cells(gap)}</tr>"
+    )
+
+
+def _targets_table(view: ManagerView) -> str:
+    rows = _target_row("Team", view.coverage) + "".join(
+        _target_row(r.owner_id, r.gap) for r in view.reps
+    )
+    activities = "".join(
+        f'<th scope="col" class="r">{_e(word)} needed</th>' for word in ACTIVITY_WORDS.values()
+    )
+    return f"""<div class="table-wrap" data-testid="targets"><table>
+<caption>What the remaining quota takes, at each one's own record</caption>
+<thead><tr><th scope="col">Who</th><th scope="col" class="r">Win rate</th>
+<th scope="col" class="r">Avg won deal</th><th scope="col" class="r">Won deals needed</th>
+<th scope="col" class="r">Deals needed</th><th scope="col" class="r">Coverage</th>
+{activities}</tr></thead><tbody>{rows}</tbody></table></div>
+<p class="small muted">Win rate and average won deal: the deals closed in the year before this
+page's date (a rep's pulled toward the team's while it has few). Won deals needed = remaining
+quota / average won deal; deals needed = won deals needed / win rate. Meetings, calls and
+proposals needed: won deals needed × how many of each were logged per deal won in that year.
+Coverage: pipeline closing this quarter / remaining quota, against the {COVERAGE_TARGET[0]:.0f}–
+{COVERAGE_TARGET[1]:.0f}× target.</p>"""
+
+
 def _coverage_section(view: ManagerView) -> str:
-    c: Coverage | None = view.coverage
+    c: Gap | None = view.coverage
     a = view.attainment
     if c is None or a is None:
         body = (
@@ -505,11 +572,11 @@ def _coverage_section(view: ManagerView) -> str:
         )
     elif c.remaining_quota == 0:
         body = (
-            f"<p>The quota is met; {money(c.in_quarter_pipeline)} of pipeline still closes "
-            "this quarter.</p>"
+            f"<p>The quota is met; {money(c.pipeline_in_period)} of pipeline still closes "
+            "this quarter.</p>" + _targets_table(view)
         )
     else:
-        rate = f"the {pct(c.win_rate)} win rate" if c.win_rate else "the pipeline's win rate"
+        rate = _rate_words(c)
         verdict = (
             f"{money(c.still_needed)} more pipeline closing this quarter is needed"
             if c.still_needed > 0
@@ -518,14 +585,17 @@ def _coverage_section(view: ManagerView) -> str:
         body = f"""<p>{_e(f"At {rate}, {verdict}.")}</p>
 <dl class="facts">
 <dt>Remaining quota</dt><dd class=num>{money(c.remaining_quota)}</dd>
-<dt>Pipeline closing this quarter</dt><dd><span class=num>{money(c.in_quarter_pipeline)}</span>
- ({_e(f"{c.coverage:.1f}" if c.coverage is not None else "n/a")}× the remaining quota)</dd>
+<dt>Pipeline closing this quarter</dt><dd><span class=num>{money(c.pipeline_in_period)}</span>
+ (<span data-testid="coverage-ratio">{_e(_coverage_words(c))}</span>)</dd>
+<dt>Won deals needed</dt><dd class=num>{c.won_deals_needed:.1f}
+ (at an average won deal of {money(c.average_deal_size or 0.0)})</dd>
 <dt>Pipeline needed at {_e(rate)}</dt><dd class=num>{money(c.pipeline_needed)}
  (about {c.deals_needed:.0f} deals)</dd>
 <dt>Still needed</dt><dd class=num data-testid="still-needed">{money(c.still_needed)}</dd>
-<dt>All open pipeline, any close date</dt><dd class=num>{money(c.all_open_pipeline)}</dd>
+<dt>All open pipeline, any close date</dt><dd class=num>{money(c.open_pipeline)}</dd>
 </dl>
-<p class="small muted">The model's reading: {_e(a.status_reason)}</p>"""
+<p class="small muted">The model's reading: {_e(a.status_reason)}</p>
+{_targets_table(view)}"""
     return f"""<section id="coverage" data-testid="coverage" aria-labelledby="coverage-h">
 <h2 id="coverage-h">Coverage and pipeline needed</h2>
 {body}
@@ -574,7 +644,8 @@ def _reps_section(view: ManagerView) -> str:
     return f"""<section id="reps" data-testid="reps" aria-labelledby="reps-h">
 <h2 id="reps-h">Reps</h2>
 <p class="small muted">Least likely to reach quota first. A rep's chance counts its own open
-deals only (new deals not yet created are in the team's figures, not the reps').</p>
+deals and its share of the team's new business (deals not yet created), the share being the
+rep's part of the deals the team created in the past year.</p>
 <div class="table-wrap"><table><caption>Reps of {_e(view.team)}, {_e(view.period)}</caption>
 <thead><tr><th scope="col">Rep</th><th scope="col">Status</th>
 <th scope="col" class="r">Chance of quota</th><th scope="col" class="r">Quota</th>
@@ -699,7 +770,7 @@ def _changes_section(view: ManagerView) -> str:
         for kind, items in changes.items()
     )
     tables = "".join(_change_table(kind, items) for kind, items in changes.items())
-    days = CHANGE_WINDOW / pd.Timedelta(days=1)
+    days = (view.changes.until - view.changes.since) / pd.Timedelta(days=1)
     return f"""<section id="changes" data-testid="changes" aria-labelledby="changes-h">
 <h2 id="changes-h">What changed since last week</h2>
 <p class="small muted">The {days:.0f} days from {_e(_day(view.changes.since))} to
@@ -742,6 +813,15 @@ def _footer(view: ManagerView) -> str:
 </footer>"""
 
 
+def forecast_data(view: ManagerView) -> str:
+    """The forecast route's JSON as a data block: `<`, `>` and `&` as JSON escapes, so that
+    nothing in it can end the element or read as markup."""
+    text = (
+        view.forecast_json.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    )
+    return f'<script type="application/json" id="{FORECAST_JSON_ID}">{text}</script>'
+
+
 def render_manager_page(view: ManagerView) -> str:
     """The whole page: one HTML string with no external reference."""
     title = f"{view.team} · {view.period} · dealcast"
@@ -771,6 +851,7 @@ def render_manager_page(view: ManagerView) -> str:
 <main>
 {body}
 </main>
+{forecast_data(view)}
 </body>
 </html>
 """

@@ -64,6 +64,7 @@ async def attainment(
             won_to_date=request.won_to_date,
             deals=[deal.model_dump() for deal in request.deals],
             team=request.team,
+            owner_id=request.owner_id,
             period_end=period_end,
             as_of=as_of,
             explain=request.explain,

@@ -1,18 +1,17 @@
 """`GET /v1/teams/{team}/page`: the manager's page of a team, behind the API key.
 
 The page needs the CRM export the team's deals come from: the folder in `DEALCAST_DATA_DIR`,
-loaded (and validated) once and reloaded when its files change. Without it the route answers
-404 and says so. The HTML is the same one `dealcast report` writes: self-contained, with a
-content security policy that lets nothing load or run.
+loaded (and validated) once and reloaded when its files change (`configured_export`, which
+the forecast route shares). Without it the route answers 404 and says so. The HTML is the
+same one `dealcast report` writes: self-contained, with a content security policy that lets
+nothing load or run (its one script element is JSON data, never run).
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
@@ -20,6 +19,8 @@ from features.loading import CrmExport, load_export
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import RequestInvalid, ServiceError, documented
 from serving.page import PageInputError, build_manager_view, render_manager_page
+from serving.schemas import Time
+from serving.settings import Settings
 
 router = APIRouter(tags=["page"])
 
@@ -57,6 +58,16 @@ class _Exports:
 _exports = _Exports()
 
 
+def configured_export(settings: Settings) -> CrmExport:
+    """The export in DEALCAST_DATA_DIR (404 without one)."""
+    if settings.data_dir is None or not settings.data_dir.is_dir():
+        raise PageUnavailable(
+            "the manager's page and the team forecast need the CRM export: set "
+            "DEALCAST_DATA_DIR to its folder"
+        )
+    return _exports.get(settings.data_dir)
+
+
 @router.get(
     "/teams/{team}/page",
     response_class=HTMLResponse,
@@ -68,20 +79,13 @@ _exports = _Exports()
     },
 )
 def team_page(
-    team: str, loaded: CurrentModel, settings: SettingsDep, as_of: datetime | None = None
+    team: str, loaded: CurrentModel, settings: SettingsDep, as_of: Time | None = None
 ) -> HTMLResponse:
-    if settings.data_dir is None or not settings.data_dir.is_dir():
-        raise PageUnavailable(
-            "the manager's page needs the CRM export: set DEALCAST_DATA_DIR to its folder"
-        )
-    export = _exports.get(settings.data_dir)
-    when = None if as_of is None else pd.Timestamp(as_of)
-    if when is not None:
-        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    export = configured_export(settings)
     try:
         view = build_manager_view(
-            export, loaded.scorer, team=team, as_of=when, model_uri=loaded.uri
+            export, loaded.scorer, team=team, as_of=as_of, model_uri=loaded.uri
         )
     except PageInputError as error:
-        raise RequestInvalid({"team" if "team" in str(error) else "as_of": str(error)}) from error
+        raise RequestInvalid({error.field: error.problem}) from error
     return HTMLResponse(render_manager_page(view), headers=HEADERS)

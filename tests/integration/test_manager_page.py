@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 import os
 import re
 import shutil
@@ -27,11 +28,12 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from dealcast.cli import main
 from features.loading import CrmExport, load_export
+from features.state import state_at
 from models.bundle import load_scorer
 from models.scoring import Scorer
 from serving.page import ManagerView, build_manager_view, render_manager_page, teams_of
 from serving.page.render import status_sentence
-from serving.page.view import AtRiskDeal, DriverLine, PageInputError, state_at
+from serving.page.view import AtRiskDeal, DriverLine, PageInputError
 from tests.integration.conftest import Registry
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -126,8 +128,13 @@ def test_attainment_forecasts_and_coverage_are_consistent(page_pieces: PagePiece
     c = view.coverage
     assert c is not None
     assert c.remaining_quota == pytest.approx(max(a.quota - view.won_to_date, 0))
-    assert c.still_needed == pytest.approx(max(c.pipeline_needed - c.in_quarter_pipeline, 0))
-    assert c.in_quarter_pipeline <= c.all_open_pipeline + 1e-6
+    assert c.still_needed == pytest.approx(max(c.pipeline_needed - c.pipeline_in_period, 0))
+    assert c.pipeline_in_period <= c.open_pipeline + 1e-6
+    # One coverage: the pipeline closing this quarter over the remaining quota, as the
+    # attainment result (and so /v1/attainment) has it.
+    assert c.coverage == pytest.approx(a.coverage)
+    if c.remaining_quota > 0:
+        assert c.coverage == pytest.approx(min(c.pipeline_in_period / c.remaining_quota, 100))
 
 
 def test_fan_ends_on_the_headline_and_grows_in_expectation(page_pieces: PagePieces) -> None:
@@ -227,7 +234,10 @@ def test_the_page_is_self_contained(page_pieces: PagePieces) -> None:
     text = page_pieces.html
     assert EXTERNAL.search(text) is None
     assert "http://" not in text and "https://" not in text
-    assert "<script" not in text.lower() and "<link" not in text.lower()
+    # One script element, and it is data (the forecast route's JSON), never run.
+    assert text.lower().count("<script") == 1
+    assert '<script type="application/json" id="dealcast-forecast">' in text
+    assert "<link" not in text.lower()
     assert "@import" not in text and "url(" not in text
 
 
@@ -244,18 +254,23 @@ def _hostile(view: ManagerView) -> ManagerView:
         trend=attack,
     )
     at_risk: tuple[AtRiskDeal, ...] = (deal, *view.at_risk[1:])
-    return dataclasses.replace(view, team=attack, at_risk=at_risk)
+    data = json.dumps({"team": f"</script>{attack}"})
+    return dataclasses.replace(view, team=attack, at_risk=at_risk, forecast_json=data)
 
 
 def test_every_text_from_data_is_escaped(page_pieces: PagePieces) -> None:
     text = render_manager_page(_hostile(page_pieces.view))
     assert "<script>" not in text and "<img" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    # The data block cannot be closed from inside: its JSON still reads back whole.
+    assert text.count("</script>") == 1
+    block = text.split('id="dealcast-forecast">')[1].split("</script>")[0]
+    assert json.loads(block)["team"].startswith("</script>")
 
 
 def test_a_team_without_quota_gets_forecasts_without_a_status(page_pieces: PagePieces) -> None:
     view = page_pieces.view
-    reps = tuple(dataclasses.replace(r, quota=None, attainment=None) for r in view.reps)
+    reps = tuple(dataclasses.replace(r, quota=None, attainment=None, gap=None) for r in view.reps)
     text = render_manager_page(
         dataclasses.replace(view, quota=None, attainment=None, coverage=None, reps=reps)
     )
@@ -415,7 +430,8 @@ def test_hostile_data_stays_text_in_chromium(
     page, errors, requests = _open(browser, path, VIEWPORTS["laptop"])
     try:
         assert errors == [] and requests == [path.as_uri()]
-        assert page.locator("img").count() == 0 and page.locator("script").count() == 0
+        assert page.locator("img").count() == 0
+        assert page.locator('script:not([type="application/json"])').count() == 0
         assert page.title() != "owned"
         assert "<script>alert(1)</script>" in page.get_by_test_id("title").inner_text()
     finally:
