@@ -20,7 +20,7 @@ from serving.auth import ApiKey
 from serving.errors import register_error_handlers
 from serving.limits import BodySizeLimit
 from serving.model_store import ModelStore
-from serving.routes import attainment, health, model, page, score
+from serving.routes import attainment, forecast, health, model, page, score
 from serving.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
     v1.include_router(attainment.router)
     v1.include_router(model.router)
     v1.include_router(page.router)
+    v1.include_router(forecast.router)
     app.include_router(v1)
     app.include_router(health.router)
     return app
