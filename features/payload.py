@@ -93,37 +93,54 @@ def deal_tables_from_payloads(deals: Sequence[Mapping[str, Any]], plan: FeatureP
 def deals_as_payloads(
     export_tables: Mapping[str, pd.DataFrame], ids: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """The request a CRM would send for `ids`, from contract tables (for tests and demos)."""
-    opportunities = export_tables["opportunities"].set_index("opportunity_id", drop=False)
-    history = export_tables["opportunity_history"]
-    activities = export_tables.get("activities", pd.DataFrame(columns=["opportunity_id"]))
-    accounts = export_tables.get("accounts")
-    owners = export_tables.get("owners")
+    """The request a CRM would send for `ids`, from contract tables (for tests, demos and
+    the team-quarter forecast). Each table is read once, whatever the number of deals: a
+    team's few hundred open deals are built in one pass, not one scan per deal."""
+    wanted = [str(i) for i in ids]
+    opportunities = _records_by_deal(export_tables["opportunities"], wanted, keep_key=True)
+    history = _records_by_deal(export_tables["opportunity_history"], wanted)
+    activities = _records_by_deal(export_tables.get("activities"), wanted)
+    accounts = _first_by(export_tables.get("accounts"), "account_id")
+    owners = _first_by(export_tables.get("owners"), "owner_id")
     payloads: list[dict[str, Any]] = []
-    for opportunity_id in ids:
-        deal = _clean(opportunities.loc[opportunity_id].to_dict())
-        deal["history"] = [
-            _clean(r)
-            for r in history[history["opportunity_id"] == opportunity_id]
-            .drop(columns="opportunity_id")
-            .to_dict("records")
-        ]
-        deal["activities"] = [
-            _clean(r)
-            for r in activities[activities["opportunity_id"] == opportunity_id]
-            .drop(columns="opportunity_id")
-            .to_dict("records")
-        ]
-        if accounts is not None:
-            match = accounts[accounts["account_id"] == deal["account_id"]]
-            if len(match):
-                deal["account"] = _clean(match.iloc[0].to_dict())
-        if owners is not None:
-            match = owners[owners["owner_id"] == deal["owner_id"]]
-            if len(match):
-                deal["owner"] = _clean(match.iloc[0].to_dict())
+    for opportunity_id in wanted:
+        rows = opportunities.get(opportunity_id)
+        if not rows:
+            raise KeyError(opportunity_id)
+        deal = rows[0]
+        deal["history"] = history.get(opportunity_id, [])
+        deal["activities"] = activities.get(opportunity_id, [])
+        if deal.get("account_id") in accounts:
+            deal["account"] = dict(accounts[deal["account_id"]])
+        if deal.get("owner_id") in owners:
+            deal["owner"] = dict(owners[deal["owner_id"]])
         payloads.append(deal)
     return payloads
+
+
+def _records_by_deal(
+    frame: pd.DataFrame | None, ids: Sequence[str], *, keep_key: bool = False
+) -> dict[str, list[dict[str, Any]]]:
+    """The rows of `ids` as cleaned records, per deal in the table's order; without the
+    repeated `opportunity_id` unless `keep_key`."""
+    if frame is None or "opportunity_id" not in frame.columns or frame.empty:
+        return {}
+    keys = frame["opportunity_id"].astype(str)
+    wanted = keys.isin(list(ids)).to_numpy()
+    rows = frame[wanted]
+    out: dict[str, list[dict[str, Any]]] = {}
+    body = rows if keep_key else rows.drop(columns="opportunity_id")
+    for key, record in zip(keys.to_numpy()[wanted], body.to_dict("records"), strict=True):
+        out.setdefault(key, []).append(_clean(record))
+    return out
+
+
+def _first_by(frame: pd.DataFrame | None, column: str) -> dict[Any, dict[str, Any]]:
+    """Each value of `column`'s first row, cleaned (a static table: accounts, owners)."""
+    if frame is None or column not in frame.columns or frame.empty:
+        return {}
+    first = frame[frame[column].notna()].drop_duplicates(column, keep="first")
+    return {record[column]: record for record in (_clean(r) for r in first.to_dict("records"))}
 
 
 def _clean(record: Mapping[Any, Any]) -> dict[str, Any]:

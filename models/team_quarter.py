@@ -771,6 +771,24 @@ def deal_payloads(export: CrmExport, ids: Sequence[str]) -> list[dict[str, Any]]
     return deals_as_payloads(tables, list(ids))
 
 
+def _team_export(export: CrmExport, owners: Sequence[str]) -> CrmExport:
+    """The export cut down to the deals of `owners` (what a team's quarter reads), before
+    it is cut at as_of: the rest of a large export need not be copied."""
+    opportunities = export.opportunities
+    mine = opportunities["owner_id"].astype(str).isin(list(owners))
+    wanted = opportunities.loc[mine, "opportunity_id"].astype(str).tolist()
+
+    def only(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["opportunity_id"].astype(str).isin(wanted)].reset_index(drop=True)
+
+    return replace(
+        export,
+        opportunities=only(opportunities),
+        history=only(export.history),
+        activities=only(export.activities),
+    )
+
+
 def build_team_quarter(
     export: CrmExport,
     scorer: Scorer,
@@ -810,13 +828,13 @@ def build_team_quarter(
         )
     quarter = quarter_of(when, start_month=scorer.bundle.plan.config.fiscal_year_start_month)
 
-    seen = export_as_of(export, when)
-    owners_table = seen.owners
+    owners_table = export.owners
     owners = tuple(
         sorted(
             {str(o) for o in owners_table.loc[owners_table["team"].astype(str) == team, "owner_id"]}
         )
     )
+    seen = export_as_of(_team_export(export, owners), when)
     opportunity_owner = seen.opportunities.set_index(
         seen.opportunities["opportunity_id"].astype(str)
     )["owner_id"].astype(str)
