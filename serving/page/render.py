@@ -500,10 +500,14 @@ def _signed(value: float) -> str:
 ACTIVITY_WORDS = {"meeting": "Meetings", "call": "Calls", "proposal": "Proposals"}
 
 
-def _coverage_words(gap: Gap) -> str:
+def _target_words() -> str:
     low, high = COVERAGE_TARGET
-    verdict = {"below": "below", "within": "within", "above": "above"}[gap.coverage_status]
-    return f"{gap.coverage:.1f}× the remaining quota, {verdict} the {low:.0f}–{high:.0f}× target"
+    return f"{low:.0f}–{high:.0f}×"
+
+
+def _coverage_words(gap: Gap) -> str:
+    verdict = f"{gap.coverage_status} the {_target_words()} target"
+    return f"{gap.coverage:.1f}× the remaining quota, {verdict}"
 
 
 def _rate_words(gap: Gap) -> str:
@@ -532,8 +536,13 @@ def _target_row(owner: str, gap: Gap | None) -> str:
             + (money(gap.average_deal_size) if gap.average_deal_size is not None else "n/a")
             + f"</td><td class='r num'>{gap.won_deals_needed:.1f}</td>"
             f"<td class='r num'>{gap.deals_needed:.1f}</td>"
-            f"<td class='r num' data-coverage='{_e(gap.coverage_status)}'>{gap.coverage:.1f}×"
-            f" <span class='muted small'>({_e(gap.coverage_status)} target)</span></td>"
+            + (
+                "<td class='r num'>quota met</td>"
+                if gap.remaining_quota == 0
+                else f"<td class='r num' data-coverage='{_e(gap.coverage_status)}'>"
+                f"{gap.coverage:.1f}× <span class='muted small'>({_e(gap.coverage_status)}"
+                " target)</span></td>"
+            )
         )
     return (
         f'<tr data-target-owner="{_e(owner)}"><th scope="row">{_e(owner)}</th>{cells}'
@@ -558,8 +567,8 @@ def _targets_table(view: ManagerView) -> str:
 page's date (a rep's pulled toward the team's while it has few). Won deals needed = remaining
 quota / average won deal; deals needed = won deals needed / win rate. Meetings, calls and
 proposals needed: won deals needed × how many of each were logged per deal won in that year.
-Coverage: pipeline closing this quarter / remaining quota, against the {COVERAGE_TARGET[0]:.0f}–
-{COVERAGE_TARGET[1]:.0f}× target.</p>"""
+Coverage: pipeline closing this quarter / remaining quota, against the
+{_target_words()} target.</p>"""
 
 
 def _coverage_section(view: ManagerView) -> str:
