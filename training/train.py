@@ -144,6 +144,7 @@ def _headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
             out[f"period.{name}.attainment_brier"] = float(values["attainment_brier"])
         if values["coverage_80"] is not None:
             out[f"period.{name}.coverage_80"] = float(values["coverage_80"])
+            out[f"period.{name}.coverage_80_team_quarters"] = float(values["n_team_quarters"])
     out.update(_risk_lift_metrics(metrics))
     return out
 

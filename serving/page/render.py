@@ -231,6 +231,17 @@ def _header(view: ManagerView) -> str:
 </header>"""
 
 
+def _range_record(view: ManagerView) -> str:
+    """How often the 80% range held the actual revenue in the backtest: what it is worth."""
+    coverage, quarters = view.model.range_coverage, view.model.range_team_quarters
+    if coverage is None or not quarters:
+        return ""
+    return (
+        f" In the backtest the 80% range held the actual revenue in {pct(coverage)} of "
+        f"{quarters} team-quarters."
+    )
+
+
 def _status_section(view: ManagerView) -> str:
     status = _status(view)
     a = view.attainment
@@ -239,6 +250,7 @@ def _status_section(view: ManagerView) -> str:
         + (f" (80% range {money(a.p10)} to {money(a.p90)})" if a is not None else "")
         + f"; {money(view.won_to_date)} is won so far"
         + f" from {view.open_deals} open deals and new business still to come."
+        + _range_record(view)
     )
     kpis = [
         _chance_kpi(view),

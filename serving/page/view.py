@@ -169,6 +169,10 @@ class ModelInfo:
     trained_at: str | None
     data_end: str | None
     mode: str | None  # "full", "small-data" or "baseline"; None with no deal scored
+    # The backtest's share of team-quarters whose actual revenue fell in the 80% range
+    # (P10-P90), and how many team-quarters that is; None when the backtest had none.
+    range_coverage: float | None = None
+    range_team_quarters: int | None = None
 
 
 @dataclass(frozen=True)
@@ -296,10 +300,22 @@ def build_manager_view(
             trained_at=_text(scorer.bundle.metadata.get("trained_at")),
             data_end=_text((scorer.bundle.metadata.get("data_window") or {}).get("end")),
             mode=forecast.deals[0].mode if forecast.deals else None,
+            **_range_coverage(scorer.bundle.metadata.get("backtest") or {}),
         ),
         team_commit_hit_rate=_finite(commit.team_rate[0]) if len(owners) else None,
         forecast_json=team_forecast_response(quarter).model_dump_json(),
     )
+
+
+def _range_coverage(backtest: Mapping[str, Any]) -> dict[str, Any]:
+    """The backtest's coverage of the 80% revenue range, from the bundle's headline
+    metrics (`period.model.coverage_80` and its team-quarter count)."""
+    coverage = _finite(backtest.get("period.model.coverage_80", math.nan))
+    count = _finite(backtest.get("period.model.coverage_80_team_quarters", math.nan))
+    return {
+        "range_coverage": coverage,
+        "range_team_quarters": int(count) if coverage is not None and count is not None else None,
+    }
 
 
 def _text(value: Any) -> str | None:

@@ -230,6 +230,20 @@ def test_the_page_says_what_the_view_says(page_pieces: PagePieces) -> None:
         assert f'data-owner="{rep.owner_id}"' in text
 
 
+def test_the_page_says_how_often_the_range_held_in_the_backtest(page_pieces: PagePieces) -> None:
+    # The 80% range (P10-P90) is worth what the backtest measured it at: the page says so,
+    # with the figures the registered bundle carries from its backtest.
+    backtest = page_pieces.scorer.bundle.metadata["backtest"]
+    coverage = backtest["period.model.coverage_80"]
+    quarters = int(backtest["period.model.coverage_80_team_quarters"])
+    assert quarters > 0
+    assert page_pieces.view.model.range_coverage == pytest.approx(coverage)
+    assert (
+        f"In the backtest the 80% range held the actual revenue in {100 * coverage:.0f}% of "
+        f"{quarters} team-quarters." in html.unescape(page_pieces.html)
+    )
+
+
 def test_the_page_is_self_contained(page_pieces: PagePieces) -> None:
     text = page_pieces.html
     assert EXTERNAL.search(text) is None
