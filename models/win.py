@@ -32,7 +32,11 @@ snapshots are not independent). A deal's interval is the calibrated probability 
 +-z standard deviations of the members' raw logits, so it is wide where resampling the deals
 changes the answer. An owner or a category the model never saw is not "thin data" to the
 trees (they fall back to the average), so each such novelty adds `novelty_logit_sd` to the
-spread. The interval is about the probability (the model's uncertainty), not the outcome.
+spread, and what the model leaves unexplained between groups of deals it can see
+(models.heterogeneity, measured out of time on the later window) adds its spread too: the
+bootstrap cannot see a model's bias, and without that term a model of 45+45 deals that had
+learned only the stage weight was as sure as the full one. The interval is about the
+probability (the model's uncertainty), not the outcome.
 
 Small-data mode: with fewer than `full_data_deals` won or lost deals in the training window
 the trees are kept small (fewer leaves, smaller leaves allowed); the prediction says so in
@@ -235,7 +239,8 @@ class _Target:
     def probability(
         self, matrix: np.ndarray, *, threads: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(calibrated probability, standard deviation of members' raw logits, margin)."""
+        """(calibrated probability, spread in log-odds: the members' standard deviation and
+        the unexplained spread combined, margin)."""
         margin = self.margin(matrix, threads=threads)
         p = self.calibrate(expit(margin))
         if self.members is None:
