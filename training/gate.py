@@ -77,7 +77,12 @@ class GateDecision:
 
     @property
     def summary(self) -> str:
-        verdict = "promote" if self.passed else "keep the current champion"
+        if self.passed:
+            verdict = "promote"
+        elif self.champion_version is None:
+            verdict = "do not promote"  # nothing to keep: "keep the current champion" misled
+        else:
+            verdict = "keep the current champion"
         return f"{verdict}: " + "; ".join(self.reasons)
 
     def to_dict(self) -> dict[str, Any]:

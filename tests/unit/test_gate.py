@@ -25,6 +25,15 @@ def test_must_beat_every_baseline() -> None:
     assert any("stage_weight_crm" in reason for reason in failed.reasons)
 
 
+def test_a_refusal_says_whether_there_is_a_champion_to_keep() -> None:
+    alone = decide(metrics(0.11, 0.10), champion_version=None, champion_comparison=None)
+    assert alone.summary.startswith("do not promote: ")
+    kept = decide(metrics(0.11, 0.10), champion_version="3", champion_comparison=None)
+    assert kept.summary.startswith("keep the current champion: ")
+    passed = decide(metrics(0.06, 0.10), champion_version=None, champion_comparison=None)
+    assert passed.summary.startswith("promote: ")
+
+
 def test_champion_tolerance() -> None:
     mine = {
         "deal": {"brier": 0.0605, "log_loss": 0.2},
