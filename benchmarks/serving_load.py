@@ -54,8 +54,9 @@ HOST = "127.0.0.1"
 # --------------------------------------------------------------------------- the model
 
 
-def train_store(root: Path, opportunities: int) -> None:
-    """Train and register a model into an MLflow store under `root` (as the tests do)."""
+def train_store(root: Path, opportunities: int, *, seed: int = WORLD_SEED) -> None:
+    """Train and register a model into an MLflow store under `root` (as the tests do), on a
+    generated world written to `root/world`."""
     from training.backtest import BacktestConfig
     from training.train import TrainConfig, train
 
@@ -63,7 +64,7 @@ def train_store(root: Path, opportunities: int) -> None:
     cwd = Path.cwd()
     os.chdir(root)
     try:
-        world = generate_world(n_opportunities=opportunities, seed=WORLD_SEED)
+        world = generate_world(n_opportunities=opportunities, seed=seed)
         write_world(world, root / "world")
         train(root / "world", config=TrainConfig(backtest=BacktestConfig(step="quarter", folds=2)))
     finally:
@@ -98,15 +99,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_service(store: Path, port: int) -> subprocess.Popen[bytes]:
+def start_service(
+    store: Path,
+    port: int,
+    *,
+    model_uri: str = "models:/dealcast@champion",
+    data_dir: Path | None = None,
+    ready_within: float = 120.0,
+) -> subprocess.Popen[bytes]:
+    """`dealcast serve` on the store's model, returned once `/ready` answers 200.
+    `data_dir`: the export the page and the team forecast read (DEALCAST_DATA_DIR)."""
     env = dict(os.environ)
     env.update(
         {
             "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
             "DEALCAST_API_KEYS": API_KEY,
-            "DEALCAST_MODEL_URI": "models:/dealcast@champion",
+            "DEALCAST_MODEL_URI": model_uri,
         }
     )
+    if data_dir is not None:
+        env["DEALCAST_DATA_DIR"] = str(data_dir)
     process = subprocess.Popen(
         [sys.executable, "-m", "dealcast", "serve", "--host", HOST, "--port", str(port)],
         env=env,
@@ -114,7 +126,7 @@ def start_service(store: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + ready_within
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://{HOST}:{port}/ready", timeout=2).status_code == 200:
@@ -123,7 +135,7 @@ def start_service(store: Path, port: int) -> subprocess.Popen[bytes]:
             pass
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError("the service did not become ready in 120 s")
+    raise RuntimeError(f"the service did not become ready in {ready_within:.0f} s")
 
 
 # --------------------------------------------------------------------------- the client

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,27 +39,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.record import save
-from features.synthetic import generate_world, write_world
+from benchmarks.serving_load import API_KEY, HOST, free_port, start_service, train_store
 
-API_KEY = "benchmark-key"
-HOST = "127.0.0.1"
 REPS = 7
 TARGET_SECONDS = 1.0
-
-
-def train_store(root: Path) -> None:
-    """The default world in `root/world` and a model trained and registered on it."""
-    from training.backtest import BacktestConfig
-    from training.train import TrainConfig, train
-
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        write_world(generate_world(), root / "world")
-        train(root / "world", config=TrainConfig(backtest=BacktestConfig(step="quarter", folds=2)))
-    finally:
-        os.chdir(cwd)
 
 
 def team_with_reps(world: Path, reps: int) -> tuple[str, int]:
@@ -73,12 +54,6 @@ def team_with_reps(world: Path, reps: int) -> tuple[str, int]:
     exact = sizes[sizes == reps]
     team = str(exact.index[0]) if len(exact) else str((sizes - reps).abs().idxmin())
     return team, int(sizes[team])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def trained_model_uri(store: Path) -> tuple[str, str]:
@@ -95,35 +70,6 @@ def trained_model_uri(store: Path) -> tuple[str, str]:
         raise RuntimeError("no trained model version is registered in the store")
     newest = max(trained, key=lambda v: int(v.version))
     return f"models:/dealcast/{newest.version}", str(newest.tags.get("mode"))
-
-
-def start_service(store: Path, port: int, model_uri: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
-            "DEALCAST_API_KEYS": API_KEY,
-            "DEALCAST_MODEL_URI": model_uri,
-            "DEALCAST_DATA_DIR": str(store / "world"),
-        }
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dealcast", "serve", "--host", HOST, "--port", str(port)],
-        env=env,
-        cwd=store,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{port}/ready", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the service did not become ready in 180 s")
 
 
 def timed(client: httpx.Client, path: str, repeats: int) -> list[float]:
@@ -150,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         store = args.store or Path(tmp)
         store.mkdir(parents=True, exist_ok=True)
         if not (store / "mlflow.db").exists() or not (store / "world").is_dir():
-            train_store(store)
+            train_store(store, 20_000, seed=1)  # generate_world()'s defaults
         team, reps = team_with_reps(store / "world", REPS)
         model_uri, mode = trained_model_uri(store)
         load_before = os.getloadavg()
@@ -196,7 +142,9 @@ def measure(
 ) -> dict[str, Any]:
     """The route and the page of `team` timed on a service answering with `model_uri`."""
     port = free_port()
-    process = start_service(store, port, model_uri)
+    process = start_service(
+        store, port, model_uri=model_uri, data_dir=store / "world", ready_within=180
+    )
     try:
         with httpx.Client(
             base_url=f"http://{HOST}:{port}", headers={"X-API-Key": API_KEY}, timeout=300

@@ -331,7 +331,7 @@ class WinModel:
             )
             self.targets_[name] = target
             summary[name] = info
-        self.training_summary_ = {
+        self.training_summary_: dict[str, Any] = {
             "mode": self.mode_,
             "won_deals": n_won,
             "lost_deals": n_lost,
