@@ -220,12 +220,10 @@ def _activity_features(
     out: dict[str, np.ndarray] = {}
     for window in config.activity_windows_days:
         since = acts.index.count_until(deals, as_of - window * DAY_NS)
-        total = np.zeros(deals.size)
+        counts = acts.kind_prefix[:, upto] - acts.kind_prefix[:, since]  # (kinds, deals)
         for k, kind in enumerate(ACTIVITY_KINDS):
-            count = acts.kind_prefix[k, upto] - acts.kind_prefix[k, since]
-            out[f"activities_{kind}_{window}d"] = count
-            total = total + count
-        out[f"activities_{window}d"] = total
+            out[f"activities_{kind}_{window}d"] = counts[k]
+        out[f"activities_{window}d"] = counts.sum(axis=0).astype(np.float64)
     out["activities_total"] = upto - starts
     has_any = upto > starts
     last = np.maximum(upto - 1, 0)

@@ -53,7 +53,7 @@ from features.snapshots import FeaturePlan, feature_columns
 from models.encoding import Columns
 from models.explain import calibrated_in_period, calibrated_won, prediction_threads
 from models.factors import NonActionableLever, non_actionable, reference_catalog
-from models.win import WinModel
+from models.win import INTERVAL_TARGETS, WinModel
 
 EFFECTS_DISCLAIMER = (
     "Effects are associations learned from past deals, not guarantees: they show how the win "
@@ -655,10 +655,9 @@ def rank_actions(
     owner = np.concatenate([np.arange(n), variants.query[scored]])
     stage = features["stage"][owner]
     threads = prediction_threads(model, len(stacked), work="raw")
-    won = calibrated_won(model, model.won_.margin(stacked, threads=threads), stage=stage)
-    in_period = calibrated_in_period(
-        model, model.in_period_.margin(stacked, threads=threads), stage=stage, won=won
-    )
+    margins = model.margins(stacked, INTERVAL_TARGETS, threads=threads)
+    won = calibrated_won(model, margins["won"], stage=stage)
+    in_period = calibrated_in_period(model, margins["won_in_period"], stage=stage, won=won)
     delta = won[n:] - won[owner[n:]]
     delta_in_period = in_period[n:] - in_period[owner[n:]]
     group = np.repeat(

@@ -237,11 +237,12 @@ class _Target:
         return values
 
     def probability(
-        self, matrix: np.ndarray, *, threads: int
+        self, matrix: np.ndarray, *, threads: int, margin: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(calibrated probability, spread in log-odds: the members' standard deviation and
-        the unexplained spread combined, margin)."""
-        margin = self.margin(matrix, threads=threads)
+        the unexplained spread combined, margin); `margin`, when given, is `margin(matrix)`."""
+        if margin is None:
+            margin = self.margin(matrix, threads=threads)
         p = self.calibrate(expit(margin))
         if self.members is None:
             return p, np.full_like(p, self.residual_sd), margin
@@ -358,6 +359,34 @@ class WinModel:
     def won_link(self) -> Link:
         """How the served win probability follows from its explained margin."""
         return self.won_.link()
+
+    def margins(
+        self, matrix: np.ndarray, targets: Collection[str], *, threads: int
+    ) -> dict[str, np.ndarray]:
+        """Each target's margin (stage offset plus trees) for each row. A few rows (a
+        request's) go through every target's trees packed in one booster: one LightGBM call
+        instead of one per target (each costs more than its trees for a row or two); a
+        batch goes booster by booster."""
+        if len(matrix) >= SINGLE_THREAD_ROWS:
+            return {t: self.targets_[t].margin(matrix, threads=threads) for t in targets}
+        trees, output = self._packed_targets
+        sums = trees.sums(matrix, threads=threads)
+        return {t: self.targets_[t].offset(matrix) + sums[output[t]] for t in targets}
+
+    @functools.cached_property
+    def _packed_targets(self) -> tuple[_PackedTrees, dict[str, int]]:
+        """Every target's booster packed into one, and each target's output in it. Built on
+        first use and left out of the pickle (it is rebuilt from the boosters). The members
+        stay in their own packs: scoring their trees costs more than the calls they save,
+        for every prediction that needs no interval."""
+        names = list(self.targets_)
+        trees = _PackedTrees.of([self.targets_[name].booster for name in names])
+        return trees, {name: i for i, name in enumerate(names)}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_packed_targets", None)
+        return state
 
     def _stopping_split(
         self, rows: np.ndarray, as_of: np.ndarray, deals: np.ndarray
@@ -560,19 +589,22 @@ class WinModel:
         unseen = self.encoder_.unseen(columns)
         novelty = self._novelty(columns, unseen)
         threads = prediction_threads(len(matrix), self.config.threads)
-        won, won_sd, margin = self.won_.probability(matrix, threads=threads)
-        in_period, in_sd, _ = self.in_period_.probability(matrix, threads=threads)
+        if as_of is None and "as_of" in columns:
+            as_of = to_ns(np.asarray(columns["as_of"]))
+        margins = self.margins(
+            matrix, self.targets_ if as_of is not None else INTERVAL_TARGETS, threads=threads
+        )
+        won, won_sd, margin = self.won_.probability(matrix, threads=threads, margin=margins["won"])
+        in_period, in_sd, _ = self.in_period_.probability(
+            matrix, threads=threads, margin=margins["won_in_period"]
+        )
         in_period = np.minimum(in_period, won)
         won_low, won_high = _interval(won, np.hypot(won_sd, novelty), z)
         in_low, in_high = _interval(in_period, np.hypot(in_sd, novelty), z)
         in_high = np.minimum(in_high, won_high)
         in_low = np.minimum(in_low, in_period)
-        if as_of is None and "as_of" in columns:
-            as_of = to_ns(np.asarray(columns["as_of"]))
         horizons, lengths = (
-            self._horizons(as_of, matrix, won, in_period, threads=threads)
-            if as_of is not None
-            else ({}, {})
+            self._horizons(as_of, margins, won, in_period) if as_of is not None else ({}, {})
         )
         return WinPrediction(
             won=won,
@@ -591,20 +623,19 @@ class WinModel:
     def _horizons(
         self,
         as_of: np.ndarray,
-        matrix: np.ndarray,
+        margins: dict[str, np.ndarray],
         won: np.ndarray,
         in_period: np.ndarray,
-        *,
-        threads: int,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Every horizon's probability, monotone in its length, and the lengths in days."""
+        """Every horizon's probability, monotone in its length, and the lengths in days
+        (`margins`: every target's, `margins(matrix, targets_)`)."""
         return horizon_probabilities(
             self.horizons_,
             np.asarray(as_of, dtype=np.int64),
             ever_days=self.ever_days_,
             won=won,
             in_period=in_period,
-            other=lambda t: self.targets_[t].probability(matrix, threads=threads)[0],
+            other=lambda t: self.targets_[t].calibrate(expit(margins[t])),
         )
 
     def _novelty(self, columns: Columns, unseen: dict[str, np.ndarray]) -> np.ndarray:
@@ -763,32 +794,26 @@ class _Binned:
         )
 
 
-@dataclass
-class _Members:
-    """The bootstrap members of one target, packed for scoring.
+@dataclass(frozen=True)
+class _PackedTrees:
+    """The trees of several boosters in one booster, for scoring a few rows in one call.
 
-    A member's margin is its own stage offset plus its trees. Scoring twenty boosters one
-    at a time costs twenty LightGBM calls, each about 50-150 us for one deal, twice per
-    deal; packed into one booster, one call gives every tree's leaf, and numpy sums the
-    leaves' values per member.
+    A LightGBM call costs about 20-90 us for one row whatever the booster's size, so scoring
+    a deal booster by booster pays that many times; packed, one call gives every tree's leaf,
+    and numpy sums the leaves' values per original booster (an output). A tree's raw output
+    is its leaf's value, so the sums are each booster's raw margin.
     """
 
     packed: lgb.Booster
     leaf_values: np.ndarray  # (trees, most leaves of a tree)
-    member_of_tree: np.ndarray  # (trees, members) one-hot
-    stage_column: int
-    offsets: np.ndarray  # (members, stage codes): each member's stage log-odds
-    defaults: np.ndarray  # (members,): for a stage its encoder never saw
-    # The members themselves: a batch of many rows is scored booster by booster (LightGBM's
-    # own summing beats gathering every tree's leaf in numpy once the call cost is shared).
-    boosters: tuple[lgb.Booster, ...] = ()
+    output_of_tree: np.ndarray  # (trees, outputs) one-hot
 
     @classmethod
-    def pack(cls, members: list[tuple[StageOffset, lgb.Booster]]) -> _Members:
+    def of(cls, boosters: list[lgb.Booster]) -> _PackedTrees:
         blocks: list[str] = []
         owner: list[int] = []
         header = footer = ""
-        for m, (_, booster) in enumerate(members):
+        for m, booster in enumerate(boosters):
             text = booster.model_to_string()
             head, rest = text.split("\nTree=", 1)
             trees, tail = ("Tree=" + rest).split("end of trees", 1)
@@ -814,13 +839,57 @@ class _Members:
         leaf_values = np.zeros((len(values), max(len(v) for v in values)))
         for i, v in enumerate(values):
             leaf_values[i, : len(v)] = v
-        member_of_tree = np.zeros((len(blocks), len(members)))
-        member_of_tree[np.arange(len(blocks)), owner] = 1.0
+        output_of_tree = np.zeros((len(blocks), len(boosters)))
+        output_of_tree[np.arange(len(blocks)), owner] = 1.0
+        return cls(packed, leaf_values, output_of_tree)
+
+    def sums(self, matrix: np.ndarray, *, threads: int) -> np.ndarray:
+        """Each output's raw margin for each row: (outputs, rows)."""
+        return leaf_sums(self.packed, self.leaf_values, self.output_of_tree, matrix, threads)
+
+
+def leaf_sums(
+    packed: lgb.Booster,
+    leaf_values: np.ndarray,
+    output_of_tree: np.ndarray,
+    matrix: np.ndarray,
+    threads: int,
+) -> np.ndarray:
+    """(outputs, rows): the values of each row's leaves summed per output, in one call."""
+    leaves = np.asarray(
+        packed.predict(matrix, pred_leaf=True, num_threads=threads), dtype=np.int64
+    ).reshape(len(matrix), -1)
+    return (leaf_values[np.arange(leaves.shape[1]), leaves] @ output_of_tree).T
+
+
+@dataclass
+class _Members:
+    """The bootstrap members of one target, packed for scoring.
+
+    A member's margin is its own stage offset plus its trees. Scoring twenty boosters one
+    at a time costs twenty LightGBM calls, each about 50-150 us for one deal, twice per
+    deal; packed into one booster, one call gives every tree's leaf, and numpy sums the
+    leaves' values per member.
+    """
+
+    packed: lgb.Booster
+    leaf_values: np.ndarray  # (trees, most leaves of a tree)
+    member_of_tree: np.ndarray  # (trees, members) one-hot
+    stage_column: int
+    offsets: np.ndarray  # (members, stage codes): each member's stage log-odds
+    defaults: np.ndarray  # (members,): for a stage its encoder never saw
+    # The members themselves: a batch of many rows is scored booster by booster (LightGBM's
+    # own summing beats gathering every tree's leaf in numpy once the call cost is shared).
+    boosters: tuple[lgb.Booster, ...] = ()
+
+    @classmethod
+    def pack(cls, members: list[tuple[StageOffset, lgb.Booster]]) -> _Members:
+        trees = _PackedTrees.of([booster for _, booster in members])
         offsets = [offset for offset, _ in members]
         return cls(
-            packed,
-            leaf_values,
-            member_of_tree,
+            trees.packed,
+            trees.leaf_values,
+            trees.output_of_tree,
             offsets[0].column,
             np.stack([o.by_code for o in offsets]),
             np.array([o.default for o in offsets]),
@@ -845,11 +914,8 @@ class _Members:
                 ],
                 axis=1,
             )
-        leaves = np.asarray(
-            self.packed.predict(matrix, pred_leaf=True, num_threads=threads), dtype=np.int64
-        ).reshape(len(matrix), -1)
-        trees = self.leaf_values[np.arange(leaves.shape[1]), leaves] @ self.member_of_tree
-        return self._offsets(matrix) + trees.T
+        trees = leaf_sums(self.packed, self.leaf_values, self.member_of_tree, matrix, threads)
+        return self._offsets(matrix) + trees
 
     def _offsets(self, matrix: np.ndarray) -> np.ndarray:
         codes = matrix[:, self.stage_column]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import pickle
 from dataclasses import replace
 
 import lightgbm as lgb
@@ -297,6 +298,35 @@ def test_packed_members_score_as_their_boosters() -> None:
         want = offset(x) + booster.predict(x, raw_score=True)
         np.testing.assert_allclose(few[k], want[:100], rtol=0, atol=1e-9)
         np.testing.assert_allclose(many[k], want, rtol=0, atol=1e-9)
+
+
+def test_a_few_rows_score_as_a_batch_does(trained: Trained) -> None:
+    # A request's few rows go through every target's trees packed in one booster, a batch
+    # booster by booster: the two must give the same margins and predictions, and a model
+    # read back from its pickle rebuilds the pack it left out.
+    model = trained.model
+    frame = trained.test_frame
+    many = model.encoder_.transform(frame.iloc[:400])
+    batch = model.margins(many, model.targets_, threads=1)
+    few = {t: [] for t in model.targets_}
+    for start in range(0, 400, 7):
+        part = model.margins(many[start : start + 7], model.targets_, threads=1)
+        for t in model.targets_:
+            few[t].append(part[t])
+    for t, target in model.targets_.items():
+        np.testing.assert_allclose(np.concatenate(few[t]), batch[t], rtol=0, atol=1e-9)
+        own = target.offset(many) + target.booster.predict(many, raw_score=True)
+        np.testing.assert_allclose(batch[t], own, rtol=0, atol=1e-9)
+    state = pickle.dumps(model)
+    assert "_packed_targets" in model.__dict__  # built by the calls above
+    copy_ = pickle.loads(state)
+    assert "_packed_targets" not in copy_.__dict__
+    rows = frame.iloc[:5]
+    got, want = copy_.predict(rows), model.predict(rows)
+    for name in ("won", "won_low", "won_high", "in_period", "in_period_low", "in_period_high"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=0, atol=1e-12)
+    for horizon, p in want.horizons.items():
+        np.testing.assert_allclose(got.horizons[horizon], p, rtol=0, atol=1e-12)
 
 
 def test_too_little_data_is_refused(trained: Trained) -> None:
