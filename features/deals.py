@@ -56,6 +56,9 @@ class History:
     close_ns: np.ndarray
     category: np.ndarray  # code into FORECAST_CATEGORIES, -1 when missing
     probability: np.ndarray  # the CRM's stage probability (percent) in force at the row
+    # The manager's typed probability (percent) in force at the row, NaN where none is typed
+    # (the export's optional `manual_probability`: the manual_weight baseline reads it).
+    manual_probability: np.ndarray
     is_open: np.ndarray
     is_won: np.ndarray
     stage_changes: np.ndarray
@@ -112,7 +115,8 @@ class DealTables:
         owner_team: Mapping[str, str] | None = None,
     ) -> DealTables:
         """Sort and derive. `history` has deal (code), time, stage (name), amount, close_ns,
-        category (name or None), probability (percent or NaN); `activities` has deal, time,
+        category (name or None), probability (percent or NaN), optionally manual_probability
+        (percent or NaN); `activities` has deal, time,
         type (name), contact_role (name or None)."""
         n = int(opportunity_id.size)
         return cls(
@@ -158,6 +162,11 @@ class DealTables:
                 "probability": (
                     history["probability"].to_numpy(dtype=np.float64, na_value=np.nan)
                     if "probability" in history.columns
+                    else np.full(len(history), np.nan)
+                ),
+                "manual_probability": (
+                    history["manual_probability"].to_numpy(dtype=np.float64, na_value=np.nan)
+                    if "manual_probability" in history.columns
                     else np.full(len(history), np.nan)
                 ),
             },
@@ -256,6 +265,10 @@ def _derive_history(raw: Mapping[str, np.ndarray], stages: StageConfig, n_deals:
     defaults = np.array([stages.probability(s) for s in stages.all_stages] + [np.nan])
     probability = np.asarray(raw["probability"], dtype=np.float64)[order]
     probability = np.where(np.isnan(probability), defaults[stage], probability)
+    typed = raw.get("manual_probability")
+    manual_probability = (
+        np.full(deal.size, np.nan) if typed is None else np.asarray(typed, dtype=np.float64)[order]
+    )
 
     positions = stages.order()
     stage_order = np.array([positions[s] for s in stages.all_stages] + [0])[stage]
@@ -299,6 +312,7 @@ def _derive_history(raw: Mapping[str, np.ndarray], stages: StageConfig, n_deals:
         close_ns=close_ns,
         category=category,
         probability=probability,
+        manual_probability=manual_probability,
         is_open=is_open,
         is_won=is_won,
         stage_changes=_group_cumsum(changed_stage.astype(np.int64), row_start),

@@ -75,6 +75,7 @@ def deal_tables_from_payloads(deals: Sequence[Mapping[str, Any]], plan: FeatureP
             "close_ns": to_ns(column(history_rows, "close_date")),
             "category": np.array(column(history_rows, "forecast_category"), dtype=object),
             "probability": numbers(history_rows, "probability"),
+            "manual_probability": numbers(history_rows, "manual_probability"),
         },
         activities={
             "deal": np.array([i for i, _ in activity_rows], dtype=np.int64),

@@ -188,6 +188,20 @@ def feature_columns(
     }
 
 
+def manual_probability_at(tables: DealTables, deals: np.ndarray, as_of: np.ndarray) -> np.ndarray:
+    """The manager's typed probability (percent) of each queried deal in its state as of its
+    as-of time (the same last row at or before it that `stage_probability` is read from), NaN
+    where that row has none. Not a model feature: the manual_weight baseline's input
+    (models.baselines), carried beside the features."""
+    deals = np.asarray(deals, dtype=np.int64)
+    history = tables.history
+    row = history.index.count_until(deals, np.asarray(as_of, dtype=np.int64)) - 1
+    if history.manual_probability.size == 0:
+        return np.full(deals.size, np.nan)
+    typed = history.manual_probability[np.maximum(row, 0)]
+    return np.where(row >= history.index.starts[deals], typed, np.nan)
+
+
 def _feature_frame(columns: dict[str, np.ndarray], plan: FeaturePlan) -> pd.DataFrame:
     """One float block for the numeric features plus object columns for the categories,
     assembled once (column-by-column assignment costs more than the features for one deal)."""
@@ -304,7 +318,8 @@ def build_snapshots(
     end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Features of every deal open at every grid time between `start` and `end`
-    (default: the export's first and last history times), keyed by opportunity_id and as_of."""
+    (default: the export's first and last history times), keyed by opportunity_id and as_of,
+    with the deal's `manual_probability` then (percent, NaN where none is typed) beside them."""
     plan = plan or FeaturePlan.from_export(export)
     tables = DealTables.from_export(export, plan.attributes)
     reference = OutcomeReference(tables)
@@ -321,6 +336,7 @@ def build_snapshots(
         {
             "opportunity_id": tables.opportunity_id[deals],
             "as_of": from_ns(as_of),
+            "manual_probability": manual_probability_at(tables, deals, as_of),
         }
     )
     return pd.concat([keys, features], axis=1)

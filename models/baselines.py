@@ -6,6 +6,12 @@
   as above, with those rates.
 - commit: win rate of training snapshots in the same forecast category; period forecast:
   amounts of Commit deals whose close date is in the period.
+- manual_weight (when the export has `manual_probability`): the probability the manager typed,
+  as of the snapshot (the deal's last history row at or before it, `manual_probability` of
+  the snapshot frame, features.snapshots); period forecast as stage_weight_crm's, with it.
+  A deal without a typed value then falls back to its CRM stage weight (MANUAL_FALLBACK), so
+  every forecaster is judged on the same deals and team-quarters; the backtest counts the
+  deals and team-quarters that had a typed value, which is what the comparison is about.
 
 For the in-period target, a stage-weight probability counts only when the deal's close date
 falls in the quarter (that is how the forecast is used); the empirical baselines are fitted
@@ -26,6 +32,8 @@ from models.encoding import Columns
 
 Target = Literal["won", "won_in_period"]
 BASELINE_NAMES = ("stage_weight_crm", "stage_weight_empirical", "commit")
+MANUAL_WEIGHT = "manual_weight"  # a baseline only where the export has manual probabilities
+MANUAL_FALLBACK = "stage_weight_crm"  # what a deal without a typed value is forecast with
 # Pseudo-counts pulling a thin group's rate toward the overall rate.
 _PRIOR = 20.0
 
@@ -146,7 +154,51 @@ class CommitBaseline:
         return (in_call & _close_in_period(frame)).astype(np.float64)
 
 
-Baseline = StageWeightCRM | StageWeightEmpirical | CommitBaseline
+def typed_probability(frame: Columns) -> np.ndarray:
+    """The manager's typed probability (0-1) of each row, NaN where none is typed or the
+    frame carries no `manual_probability` (an export without the column)."""
+    try:
+        typed = np.asarray(frame["manual_probability"], dtype=np.float64)
+    except KeyError:
+        return np.full(len(np.asarray(frame["stage"])), np.nan)
+    return np.clip(typed / 100.0, 0.0, 1.0)
+
+
+def has_manual_probabilities(frame: Columns) -> bool:
+    """Whether any row carries a typed probability: the manual_weight baseline is reported
+    only then."""
+    return bool(np.isfinite(typed_probability(frame)).any())
+
+
+@dataclass
+class ManualWeight:
+    """The manager's typed probability; a deal without one takes its CRM stage weight."""
+
+    target: Target = "won"
+    name: str = MANUAL_WEIGHT
+
+    def fit(
+        self, frame: Columns, outcome: np.ndarray, *, weight: np.ndarray | None = None
+    ) -> ManualWeight:
+        # Nothing to learn: the fallback is the CRM stage weight, fitted as that baseline is.
+        self.fallback_ = StageWeightCRM(self.target).fit(frame, outcome, weight=weight)
+        return self
+
+    def _probability(self, frame: Columns) -> np.ndarray:
+        typed = typed_probability(frame)
+        return np.where(np.isnan(typed), self.fallback_._configured(frame), typed)
+
+    def predict_proba(self, frame: Columns) -> np.ndarray:
+        p = self._probability(frame)
+        if self.target == "won_in_period":
+            p = np.where(_close_in_period(frame), p, 0.0)
+        return p
+
+    def period_weights(self, frame: Columns) -> np.ndarray:
+        return np.where(_close_in_period(frame), self._probability(frame), 0.0)
+
+
+Baseline = StageWeightCRM | StageWeightEmpirical | CommitBaseline | ManualWeight
 
 
 def baselines_for(
@@ -171,9 +223,12 @@ def baselines_for(
 def fit_baselines(
     frame: Columns, outcome: np.ndarray, *, target: Target, weight: np.ndarray | None = None
 ) -> dict[str, Baseline]:
-    """The three baselines fitted on the same training snapshots and weights as the model."""
+    """The baselines fitted on the same training snapshots and weights as the model: the
+    three of BASELINE_NAMES and manual_weight, which the backtest and the API report only
+    where deals carry a typed probability."""
     return {
         "stage_weight_crm": StageWeightCRM(target).fit(frame, outcome, weight=weight),
         "stage_weight_empirical": StageWeightEmpirical(target).fit(frame, outcome, weight=weight),
         "commit": CommitBaseline(target).fit(frame, outcome, weight=weight),
+        MANUAL_WEIGHT: ManualWeight(target).fit(frame, outcome, weight=weight),
     }

@@ -46,7 +46,14 @@ from features.labels import (
 from features.state import state_at
 from features.timestamps import to_ns
 from models.attainment import NewBusinessModel, TeamQuarter, fit_dependence
-from models.baselines import BASELINE_NAMES, baselines_for
+from models.baselines import (
+    BASELINE_NAMES,
+    MANUAL_FALLBACK,
+    MANUAL_WEIGHT,
+    baselines_for,
+    has_manual_probabilities,
+    typed_probability,
+)
 from models.risk import FLAG_CODES, MIN_LIFT, change_over, fit_risk_flags, flag_lift, flag_masks
 from models.team_quarter import NewBusiness, Pipeline, quarter_forecast, team_quota, won_in_quarter
 from models.win import WinModel, WinModelConfig
@@ -55,7 +62,7 @@ from training.metrics import deal_metrics, period_metrics
 
 logger = logging.getLogger(__name__)
 
-FORECASTERS = ("model", *BASELINE_NAMES)
+FORECASTERS = ("model", *BASELINE_NAMES)  # manual_weight joins them when the export has it
 WEEKS = (1, 4, 8, 12)
 DAY = pd.Timedelta(days=1)
 Step = Literal["auto", "quarter", "month"]
@@ -96,6 +103,7 @@ class BacktestResult:
     censoring: dict[str, CensoringEffect]
     step: str = "quarter"
     repairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # every repaired row
+    forecasters: tuple[str, ...] = FORECASTERS  # with manual_weight when the export has it
 
 
 def _completed_months(before: pd.Timestamp, count: int) -> list[Fold]:
@@ -196,8 +204,16 @@ def _won_to_date(data: PreparedData, start: pd.Timestamp, at: pd.Timestamp) -> p
     return won.groupby(teams.reindex(won.index).to_numpy()).sum()
 
 
+def forecasters_of(data: PreparedData) -> tuple[str, ...]:
+    """The forecasters judged on this data: manual_weight only when some snapshot carries a
+    typed probability (the export has manual probabilities)."""
+    if has_manual_probabilities(data.snapshots):
+        return (*FORECASTERS, MANUAL_WEIGHT)
+    return FORECASTERS
+
+
 def _score_fold(
-    data: PreparedData, fold: Fold, config: BacktestConfig
+    data: PreparedData, fold: Fold, config: BacktestConfig, forecasters: tuple[str, ...]
 ) -> tuple[pd.DataFrame, CensoringEffect, dict[str, Any]]:
     training = data.training_at(fold.start)
     seen = (data.snapshots["as_of"] <= fold.start).to_numpy()
@@ -238,7 +254,9 @@ def _score_fold(
         }
     )
     risk = _add_risk_flags(out, data, fold, model, training, snaps, prediction.won)
-    for name in BASELINE_NAMES:
+    out["manual_typed"] = np.isfinite(typed_probability(snaps))
+    baseline_names = [name for name in forecasters if name != "model"]
+    for name in baseline_names:
         out[f"p_{name}"] = baselines["won"][name].predict_proba(snaps)
         out[f"pin_{name}"] = baselines["won_in_period"][name].predict_proba(snaps)
         out[f"weight_{name}"] = baselines["won_in_period"][name].period_weights(snaps)
@@ -251,7 +269,7 @@ def _score_fold(
         out[f"y_{horizon}"] = label
         out[f"w_{horizon}"] = followup.weights(took)
         out[f"h_model_{horizon}"] = prediction.horizons[horizon]
-        for name in BASELINE_NAMES:
+        for name in baseline_names:
             out[f"h_{name}_{horizon}"] = baselines[target_name(horizon)][name].predict_proba(snaps)
     return out, effect, {**model.training_summary_, "risk_flags": risk}
 
@@ -396,7 +414,7 @@ def _period_cases(
 
 
 def _evaluate_periods(
-    cases: list[_PeriodCase], config: BacktestConfig
+    cases: list[_PeriodCase], config: BacktestConfig, forecasters: tuple[str, ...] = FORECASTERS
 ) -> tuple[pd.DataFrame, float]:
     """Forecasts, actuals and attainment per case; the dependence scale for all quarters."""
     quarters = sorted({c.quarter for c in cases})
@@ -443,10 +461,14 @@ def _evaluate_periods(
             "dependence": scale_for[case.quarter],
             "forecast_model": figures.expected_revenue,
         }
-        for name in BASELINE_NAMES:
+        for name in forecasters:
+            if name == "model":
+                continue
             row[f"forecast_{name}"] = case.won_to_date + float(
                 deals[f"weight_{name}"].to_numpy() @ amounts
             )
+        if MANUAL_WEIGHT in forecasters:
+            row["manual_typed_deals"] = int(deals["manual_typed"].sum())
         attainment = figures.attainment
         if attainment is not None:
             row.update(p_attain=attainment.p_attain, p10=attainment.p10, p90=attainment.p90)
@@ -462,6 +484,7 @@ def _deal_block(
     target: str,
     weeks: tuple[int, ...],
     weight: str | None = None,
+    forecasters: tuple[str, ...] = FORECASTERS,
 ) -> dict[str, Any]:
     block: dict[str, Any] = {}
     y = predictions[target].to_numpy(dtype=np.float64)
@@ -473,7 +496,7 @@ def _deal_block(
         return deal_metrics(p[mask], y[mask], None if w is None else w[mask])
 
     every = np.ones(len(predictions), dtype=bool)
-    for name in FORECASTERS:
+    for name in forecasters:
         p = predictions[column(name)].to_numpy(dtype=np.float64)
         block[name] = {
             "overall": metrics(p, every),
@@ -483,20 +506,36 @@ def _deal_block(
                 for s in sorted(predictions["stage"].dropna().unique())
             },
         }
+    if MANUAL_WEIGHT in forecasters:
+        # What the comparison is about: the snapshots whose deal had a typed value (the others
+        # are the fallback's), with the model and the fallback on the same snapshots.
+        typed = predictions["manual_typed"].to_numpy(dtype=bool)
+        on_typed = {
+            name: metrics(predictions[column(name)].to_numpy(dtype=np.float64), typed)
+            for name in ("model", MANUAL_FALLBACK, MANUAL_WEIGHT)
+        }
+        block[MANUAL_WEIGHT].update(
+            fallback=MANUAL_FALLBACK,
+            n_typed=on_typed[MANUAL_WEIGHT]["n"],  # of the snapshots behind `overall`
+            on_typed=on_typed,
+        )
     return block
 
 
-def _period_block(periods: pd.DataFrame, weeks: tuple[int, ...]) -> dict[str, Any]:
+def _period_block(
+    periods: pd.DataFrame, weeks: tuple[int, ...], forecasters: tuple[str, ...] = FORECASTERS
+) -> dict[str, Any]:
     block: dict[str, Any] = {}
     if periods.empty:
         periods = pd.DataFrame(
             columns=["quarter", "team", "week", "actual", "quota", "p_attain", "p10", "p90"]
-            + [f"forecast_{name}" for name in FORECASTERS]
+            + [f"forecast_{name}" for name in forecasters]
+            + (["manual_typed_deals"] if MANUAL_WEIGHT in forecasters else [])
         )
     with_quota = periods[np.isfinite(periods["quota"].astype(float)) & (periods["quota"] > 0)]
     attained = (with_quota["actual"] >= with_quota["quota"]).to_numpy(dtype=np.float64)
     team_quarters = periods[["quarter", "team"]].drop_duplicates()
-    for name in FORECASTERS:
+    for name in forecasters:
         forecast = periods[f"forecast_{name}"]
         by_week = {
             str(w): period_metrics(
@@ -524,11 +563,21 @@ def _period_block(periods: pd.DataFrame, weeks: tuple[int, ...]) -> dict[str, An
             "n_team_quarters": len(team_quarters),
             "n_forecasts": len(with_quota),
         }
+    if MANUAL_WEIGHT in forecasters:
+        typed = periods[periods["manual_typed_deals"].astype(float) > 0]
+        block[MANUAL_WEIGHT].update(
+            fallback=MANUAL_FALLBACK,
+            n_team_quarters_typed=len(typed[["quarter", "team"]].drop_duplicates()),
+            n_forecasts_typed=len(typed),
+        )
     return block
 
 
 def _horizon_blocks(
-    predictions: pd.DataFrame, horizons: tuple[str, ...], weeks: tuple[int, ...]
+    predictions: pd.DataFrame,
+    horizons: tuple[str, ...],
+    weeks: tuple[int, ...],
+    forecasters: tuple[str, ...] = FORECASTERS,
 ) -> dict[str, Any]:
     return {
         horizon: _deal_block(
@@ -537,6 +586,7 @@ def _horizon_blocks(
             f"y_{horizon}",
             weeks,
             weight=f"w_{horizon}",
+            forecasters=forecasters,
         )
         for horizon in horizons
     }
@@ -560,15 +610,16 @@ def run_backtest(
     all_predictions, cases = [], []
     censoring: dict[str, CensoringEffect] = {}
     summaries: dict[str, dict[str, Any]] = {}
+    forecasters = forecasters_of(data)
     for fold in tqdm(folds, desc=f"backtest {step}s", disable=None):
         if progress:
             progress(fold.label)
-        predictions, effect, summary = _score_fold(data, fold, config)
+        predictions, effect, summary = _score_fold(data, fold, config, forecasters)
         censoring[fold.label], summaries[fold.label] = effect, summary
         all_predictions.append(predictions)
         cases += _period_cases(data, fold, predictions, config.weeks)
     predictions = pd.concat(all_predictions, ignore_index=True)
-    periods, dependence = _evaluate_periods(cases, config)
+    periods, dependence = _evaluate_periods(cases, config, forecasters)
     horizons = data.plan.config.horizons.names
     metrics = {
         "data": {
@@ -581,12 +632,18 @@ def run_backtest(
             # What loading repaired (features.validation), by kind: the rows are in repairs.csv.
             "repairs": data.export.report.repairs.counts(),
         },
-        "deal": _deal_block(predictions, lambda name: f"p_{name}", "won", config.weeks),
-        "deal_in_period": _deal_block(
-            predictions, lambda name: f"pin_{name}", "won_in_period", config.weeks
+        "deal": _deal_block(
+            predictions, lambda name: f"p_{name}", "won", config.weeks, forecasters=forecasters
         ),
-        "deal_by_horizon": _horizon_blocks(predictions, horizons, config.weeks),
-        "period": _period_block(periods, config.weeks),
+        "deal_in_period": _deal_block(
+            predictions,
+            lambda name: f"pin_{name}",
+            "won_in_period",
+            config.weeks,
+            forecasters=forecasters,
+        ),
+        "deal_by_horizon": _horizon_blocks(predictions, horizons, config.weeks, forecasters),
+        "period": _period_block(periods, config.weeks, forecasters),
         "risk_flags": _risk_block(predictions, folds),
         "attainment": {"dependence": dependence, "interval_level": config.interval_level},
         "censoring": {label: effect.to_dict() for label, effect in censoring.items()},
@@ -600,4 +657,5 @@ def run_backtest(
         censoring,
         step,
         repairs=data.export.report.repairs.to_frame(),
+        forecasters=forecasters,
     )

@@ -100,7 +100,13 @@ class GateDecision:
 
 
 def baseline_tests(metrics: dict[str, Any]) -> list[GateTest]:
-    """Rule 1's tests: the model against each baseline, each score, each target."""
+    """Rule 1's tests: the model against each baseline, each score, each target.
+
+    manual_weight is reported beside them (metrics.json) but is not a bar here: it exists only
+    where managers type probabilities (some teams, some exports), and elsewhere it is the CRM
+    stage weight already tested; a gate whose bar depends on which teams type would promote
+    on one export what it refuses on the same org's next one. Its `on_typed` comparison in
+    the backtest is where a user reads whether the model beats the managers' numbers."""
     tests = []
     for block in TARGET_BLOCKS:
         model = metrics[block]["model"]["overall"]

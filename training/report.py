@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from training.backtest import FORECASTERS, BacktestResult
+from training.backtest import BacktestResult
 from training.metrics import reliability
 
 TARGETS = {"deal": ("won", "p_"), "deal_in_period": ("won_in_period", "pin_")}
@@ -58,7 +58,7 @@ def _reliability_plot(result: BacktestResult, target: str, prefix: str, path: Pa
     fig = Figure(figsize=(6, 6))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
-    for name in FORECASTERS:
+    for name in result.forecasters:
         points = reliability(predictions[f"{prefix}{name}"].to_numpy()[known], y[known])
         ax.plot(
             [p["predicted"] for p in points],
@@ -84,7 +84,7 @@ def _period_plot(result: BacktestResult, path: Path) -> Path:
         rows = periods[periods["week"] == week]
         top = float(max(rows["actual"].max(), 1.0))
         ax.plot([0, top], [0, top], color="grey", linestyle=":")
-        for name in FORECASTERS:
+        for name in result.forecasters:
             ax.scatter(rows["actual"], rows[f"forecast_{name}"], s=12, label=name)
         ax.set_title(f"week {week}")
         ax.set_xlabel("actual closed-won revenue")

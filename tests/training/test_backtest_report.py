@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from features.loading import load_export
+from models.baselines import MANUAL_WEIGHT
 from training.backtest import FORECASTERS, BacktestConfig, run_backtest
 from training.dataset import prepare
 from training.report import write_report
@@ -28,15 +30,17 @@ def test_metrics_json_has_the_spec_shape(report: Path) -> None:
     assert metrics["data"]["fingerprint"].startswith("sha256:")
     assert metrics["data"]["n_opportunities"] == 3000
     assert len(metrics["data"]["test_quarters"]) == 2
+    # The world's managers type probabilities in some teams: manual_weight is judged too.
+    forecasters = (*FORECASTERS, MANUAL_WEIGHT)
     for block in ("deal", "deal_in_period"):
-        assert set(metrics[block]) == set(FORECASTERS)
-        for name in FORECASTERS:
+        assert set(metrics[block]) == set(forecasters)
+        for name in forecasters:
             overall = metrics[block][name]["overall"]
             assert set(overall) == {"auc", "brier", "log_loss", "ece", "n"}
             assert all(isinstance(overall[k], float) for k in ("auc", "brier", "log_loss", "ece"))
             assert overall["n"] > 1000
             assert set(WEEKS) <= set(metrics[block][name]["by_week"])
-    for name in FORECASTERS:
+    for name in forecasters:
         period = metrics["period"][name]
         for week in WEEKS:
             figures = period["by_week"][week]
@@ -48,6 +52,35 @@ def test_metrics_json_has_the_spec_shape(report: Path) -> None:
             assert isinstance(period["coverage_80"], float)
         else:
             assert period["coverage_80"] is None  # baselines have no interval
+
+
+def test_manual_weight_is_judged_with_the_deals_and_team_quarters_it_covers(
+    report: Path,
+) -> None:
+    metrics = json.loads((report / "metrics.json").read_text())
+    for block in ("deal", "deal_in_period"):
+        manual = metrics[block][MANUAL_WEIGHT]
+        n = manual["overall"]["n"]
+        assert manual["fallback"] == "stage_weight_crm"
+        assert 0 < manual["n_typed"] < n  # some teams type, the others fall back
+        on_typed = manual["on_typed"]
+        assert set(on_typed) == {"model", "stage_weight_crm", MANUAL_WEIGHT}
+        assert {m["n"] for m in on_typed.values()} == {manual["n_typed"]}
+        # The managers' numbers are not the stage weight where they typed them.
+        assert on_typed[MANUAL_WEIGHT]["brier"] != on_typed["stage_weight_crm"]["brier"]
+    period = metrics["period"][MANUAL_WEIGHT]
+    assert period["fallback"] == "stage_weight_crm"
+    assert 0 < period["n_team_quarters_typed"] < period["n_team_quarters"]
+    assert period["n_forecasts_typed"] > 0
+    periods = pd.read_csv(report / "periods.csv")
+    typed = periods["manual_typed_deals"] > 0
+    assert (periods.loc[~typed, "forecast_manual_weight"]).equals(
+        periods.loc[~typed, "forecast_stage_weight_crm"]
+    )
+    assert (
+        periods.loc[typed, "forecast_manual_weight"]
+        != periods.loc[typed, "forecast_stage_weight_crm"]
+    ).any()
 
 
 def test_report_has_plots_and_tables(report: Path) -> None:

@@ -16,7 +16,12 @@ def test_snapshot_columns_are_the_catalog_in_order(small_export: Path) -> None:
     export = load_export(small_export)
     plan = FeaturePlan.from_export(export)
     snapshots = build_snapshots(export, plan=plan)
-    assert list(snapshots.columns) == ["opportunity_id", "as_of", *plan.feature_names]
+    assert list(snapshots.columns) == [
+        "opportunity_id",
+        "as_of",
+        "manual_probability",  # the manual_weight baseline's input, not a feature
+        *plan.feature_names,
+    ]
     catalog = {spec.name: spec for spec in plan.catalog}
     for name in plan.categorical_features:
         assert catalog[name].kind == "categorical"
