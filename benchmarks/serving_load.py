@@ -46,7 +46,7 @@ from benchmarks.record import save
 from features.payload import deals_as_payloads
 from features.synthetic import generate_world, write_world
 
-API_KEY = "benchmark-key"
+API_KEY = "benchmark-key-0123456789"  # keys need 16 characters or more
 WORLD_SEED = 7
 HOST = "127.0.0.1"
 

@@ -12,15 +12,17 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import anyio
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
 
-from serving.auth import ApiKey
+from serving.access_log import redact_access_log
+from serving.auth import ApiKey, PageRefused
 from serving.errors import register_error_handlers
-from serving.limits import BodySizeLimit
+from serving.limits import Backpressure, BodySizeLimit, KeyBeforeBody
 from serving.model_store import ModelStore
-from serving.routes import attainment, forecast, health, model, page, score
+from serving.routes import attainment, forecast, health, model, page, page_links, score
 from serving.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,10 @@ opportunity history and compared with the forecasts sales teams already use (sta
 commit).
 
 **Authentication**: every `/v1` route needs an API key, as `Authorization: Bearer KEY` or
-`X-API-Key: KEY`. `/health`, `/ready` and these docs are open.
+`X-API-Key: KEY`; a key may be limited to some teams (403 outside them). The manager's pages
+(`/v1/teams/{team}/page`, `/v1/pages`) also accept the session a signed link opens
+(`/v1/page-session?token=...`, minted by `POST /v1/page-links`). `/health`, `/ready` and these
+docs are open.
 
 **Errors** share one shape: `{"error", "message", "problems": [{"path", "message"}]}`.
 """
@@ -50,6 +55,7 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact_access_log()
         if settings.auth == "off":
             logger.warning("authentication is OFF (DEALCAST_AUTH=off): every caller is served")
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
@@ -73,14 +79,34 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
     app.state.settings = settings
     app.state.store = store
     register_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    # Outermost last: the key is checked, then admission, then the body is read.
+    app.add_middleware(
+        BodySizeLimit,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.body_timeout_seconds,
+    )
+    app.add_middleware(Backpressure, max_queue=settings.max_queue)
+    app.add_middleware(KeyBeforeBody, settings=settings)
 
+    app.add_exception_handler(PageRefused, _page_refused)
+
+    # Every /v1 route needs a key, except the pages a browser opens: those take a key or the
+    # session cookie of a signed link (each checks it itself: serving.auth.TeamPage,
+    # PageCaller), and the link itself, which carries its own signed token.
     v1 = APIRouter(prefix="/v1", dependencies=[ApiKey])
     v1.include_router(score.router)
     v1.include_router(attainment.router)
     v1.include_router(model.router)
-    v1.include_router(page.router)
     v1.include_router(forecast.router)
+    v1.include_router(page_links.keyed_router)
     app.include_router(v1)
+    pages = APIRouter(prefix="/v1")
+    pages.include_router(page.router)
+    pages.include_router(page_links.router)
+    app.include_router(pages)
     app.include_router(health.router)
     return app
+
+
+async def _page_refused(request: Request, exc: Exception) -> Response:
+    return page_links.page_refused(cast(PageRefused, exc))  # registered for PageRefused only

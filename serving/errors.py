@@ -166,6 +166,7 @@ def register_error_handlers(app: FastAPI) -> None:
 
 _DESCRIPTIONS = {
     401: "missing or invalid API key",
+    403: "the key (or page session) is limited to other teams",
     404: "the resource is not available here (the page needs DEALCAST_DATA_DIR)",
     413: "the body is larger than DEALCAST_MAX_BODY_BYTES, or more deals than the batch limit",
     422: "invalid input: each problem names the path of the bad field",

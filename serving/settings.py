@@ -3,7 +3,9 @@
 Every variable is `DEALCAST_<FIELD>` (e.g. `DEALCAST_MODEL_URI`), except `MLFLOW_TRACKING_URI`,
 which keeps MLflow's own name so that one variable points training and serving at the same
 store. Unsafe configurations are refused at start, not discovered in production: running
-without API keys needs `DEALCAST_AUTH=off`, said explicitly.
+without API keys needs `DEALCAST_AUTH=off`, said explicitly, and only on a loopback host; a key
+shorter than 16 characters, a keys file that does not parse and a page secret shorter than 32
+characters are refused.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -22,10 +25,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from features.errors import DealcastError
+from serving.keys import MIN_KEY_LENGTH, HashedKey, KeysFileInvalid, read_keys_file
 
 DEFAULT_MODEL_URI = "models:/dealcast@champion"
 # The hard batch limit of the API contract; a deployment may lower it, never raise it.
 MAX_BATCH = 1000
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# HS256 wants a secret at least as long as its 256-bit hash (RFC 7518, 3.2).
+MIN_PAGE_SECRET_LENGTH = 32
 
 
 class SettingsInvalid(DealcastError):
@@ -49,7 +56,16 @@ class Settings(BaseSettings):
     )
     # Comma-separated in the environment; SecretStr keeps them out of reprs and logs.
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Scoped keys: a TOML file of key hashes and the teams each may see (serving.keys).
+    keys_file: Path | None = None
     auth: Literal["on", "off"] = "on"
+    # Signs the manager's page links and sessions (HS256); without it no link can be made.
+    page_secret: SecretStr | None = None
+    page_link_hours: float = Field(default=72.0, gt=0, le=24 * 31)
+    # The address managers reach the service at, for the links it mints (else the request's).
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+    # Whether X-Forwarded-Proto (set by a TLS-terminating proxy) may say the scheme is https.
+    trust_forwarded_proto: bool = False
     max_body_bytes: int = Field(default=16 * 2**20, ge=1024)
     max_batch: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
     alias_poll_seconds: float = Field(default=30.0, gt=0)
@@ -80,17 +96,46 @@ class Settings(BaseSettings):
         for key in keys:
             if not key.get_secret_value().isprintable():
                 raise ValueError("an API key contains non-printable characters")
+            if len(key.get_secret_value()) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"an API key has {len(key.get_secret_value())} characters; keys need at "
+                    f"least {MIN_KEY_LENGTH}"
+                )
         return keys
+
+    @field_validator("page_secret")
+    @classmethod
+    def _long_page_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < MIN_PAGE_SECRET_LENGTH:
+            raise ValueError(f"the page secret needs at least {MIN_PAGE_SECRET_LENGTH} characters")
+        return secret
+
+    _hashed_keys: tuple[HashedKey, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _keys_or_auth_off(self) -> Settings:
-        """Refuse to run open by accident."""
-        if self.auth == "on" and not self.api_keys:
+        """Refuse to run open by accident, or open beyond this machine at all."""
+        if self.keys_file is not None:
+            try:
+                self._hashed_keys = read_keys_file(self.keys_file)
+            except KeysFileInvalid as error:
+                raise ValueError(f"DEALCAST_KEYS_FILE: {error}") from None
+        if self.auth == "on" and not self.api_keys and not self._hashed_keys:
             raise ValueError(
-                "no API keys: set DEALCAST_API_KEYS (comma-separated), or DEALCAST_AUTH=off to "
-                "run without authentication on purpose"
+                "no API keys: set DEALCAST_API_KEYS (comma-separated) or DEALCAST_KEYS_FILE, or "
+                "DEALCAST_AUTH=off to run without authentication on purpose"
+            )
+        if self.auth == "off" and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"DEALCAST_AUTH=off serves every caller, so it is accepted only on a loopback "
+                f"host (127.0.0.1, ::1, localhost), not on DEALCAST_HOST={self.host}"
             )
         return self
+
+    @property
+    def hashed_keys(self) -> tuple[HashedKey, ...]:
+        """The keys file's keys (empty without one)."""
+        return self._hashed_keys
 
     @property
     def alias_watched(self) -> bool:

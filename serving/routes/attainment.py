@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
+from serving.auth import KeyCaller, require_attainment_in_scope
 from serving.checks import check_attainment, check_batch
 from serving.compute import json_response, run_scoring
 from serving.dependencies import CurrentModel, SettingsDep
@@ -45,14 +46,16 @@ ATTAINMENT_EXAMPLES: dict[str, Any] = {
         "weights, commit) and the model's expected revenue come side by side.\n" + INPUT_POLICY
     ),
     response_model=AttainmentResponse,
-    responses=documented(401, 413, 422, 500, 503),
+    responses=documented(401, 403, 413, 422, 500, 503),
 )
 async def attainment(
     request: Annotated[AttainmentRequest, Body(openapi_examples=ATTAINMENT_EXAMPLES)],
     loaded: CurrentModel,
     settings: SettingsDep,
+    caller: KeyCaller,
 ) -> Response:
     check_batch(len(request.deals), settings.max_batch)
+    require_attainment_in_scope(caller, request, loaded)
 
     def work() -> AttainmentResponse:
         plan = loaded.model.bundle.plan

@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from models.team_quarter import TeamQuarterInputError, build_team_quarter
+from serving.auth import TeamKey
 from serving.compute import json_response
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import RequestInvalid, documented
@@ -34,7 +35,8 @@ router = APIRouter(tags=["page"])
         "export. Needs DEALCAST_DATA_DIR."
     ),
     response_model=TeamForecastResponse,
-    responses=documented(401, 404, 422, 500, 503),
+    responses=documented(401, 403, 404, 422, 500, 503),
+    dependencies=[TeamKey],
 )
 def team_forecast(
     team: str,

@@ -1,4 +1,5 @@
-"""`GET /v1/teams/{team}/page`: the manager's page of a team, behind the API key.
+"""`GET /v1/teams/{team}/page`: the manager's page of a team, for a key or a page session
+that covers the team (serving.auth.TeamPage).
 
 The page needs the CRM export the team's deals come from: the folder in `DEALCAST_DATA_DIR`,
 loaded (and validated) once and reloaded when its files change (`configured_export`, which
@@ -16,6 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from features.loading import CrmExport, load_export
+from serving.auth import TeamPage
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import RequestInvalid, ServiceError, documented
 from serving.page import PageInputError, build_manager_view, render_manager_page
@@ -75,8 +77,9 @@ def configured_export(settings: Settings) -> CrmExport:
     # Errors answer JSON, though the page itself is HTML.
     responses={
         status: {**spec, "content": {"application/json": {}}}
-        for status, spec in documented(401, 404, 422, 503).items()
+        for status, spec in documented(401, 403, 404, 422, 503).items()
     },
+    dependencies=[TeamPage],
 )
 def team_page(
     team: str, loaded: CurrentModel, settings: SettingsDep, as_of: Time | None = None

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
+from serving.auth import KeyCaller, require_deals_in_scope
 from serving.checks import check_batch, check_deals
 from serving.compute import json_response, run_scoring
 from serving.dependencies import CurrentModel, SettingsDep
@@ -52,14 +53,16 @@ SCORE_EXAMPLES: dict[str, Any] = {
         "associations learned from past deals, not guarantees.\n" + INPUT_POLICY
     ),
     response_model=ScoreResponse,
-    responses=documented(401, 413, 422, 500, 503),
+    responses=documented(401, 403, 413, 422, 500, 503),
 )
 async def score(
     request: Annotated[ScoreRequest, Body(openapi_examples=SCORE_EXAMPLES)],
     loaded: CurrentModel,
     settings: SettingsDep,
+    caller: KeyCaller,
 ) -> Response:
     check_batch(len(request.deals), settings.max_batch)
+    require_deals_in_scope(caller, request.deals, loaded)
 
     def work() -> ScoreResponse:
         check_deals(request.deals, loaded.stages)

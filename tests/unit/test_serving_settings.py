@@ -14,16 +14,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEALCAST_API_KEYS", " alpha , beta,,")
+    monkeypatch.setenv("DEALCAST_API_KEYS", " alpha-key-0123456789 , beta-key-0123456789,,")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/x.db")
     monkeypatch.setenv("DEALCAST_MAX_BATCH", "10")
     settings = load_settings()
-    assert [key.get_secret_value() for key in settings.api_keys] == ["alpha", "beta"]
+    assert [key.get_secret_value() for key in settings.api_keys] == [
+        "alpha-key-0123456789",
+        "beta-key-0123456789",
+    ]
     assert settings.mlflow_tracking_uri == "sqlite:////tmp/x.db"
     assert settings.max_batch == 10
     assert settings.model_uri == "models:/dealcast@champion"
     assert settings.alias_watched
-    assert "alpha" not in repr(settings) and "beta" not in repr(settings)
+    assert "alpha-key" not in repr(settings) and "beta-key" not in repr(settings)
 
 
 def test_no_keys_refuses_to_start() -> None:
@@ -46,7 +49,7 @@ def test_auth_off_must_be_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_values_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
-    monkeypatch.setenv("DEALCAST_API_KEYS", "k")
+    monkeypatch.setenv("DEALCAST_API_KEYS", "a-key-0123456789ab")
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsInvalid, match=name):
         load_settings()
@@ -56,10 +59,10 @@ def test_default_tracking_uri_is_the_working_directory_store(
     monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
-    settings = Settings(api_keys="k")  # type: ignore[arg-type]
+    settings = Settings(api_keys="a-key-0123456789ab")  # type: ignore[arg-type]
     assert settings.mlflow_tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
 
 
 def test_pinned_versions_are_not_watched() -> None:
-    assert not Settings(api_keys="k", model_uri="models:/dealcast/3").alias_watched  # type: ignore[arg-type]
-    assert not Settings(api_keys="k", model_uri="runs:/abc/model").alias_watched  # type: ignore[arg-type]
+    assert not Settings(api_keys="a-key-0123456789ab", model_uri="models:/dealcast/3").alias_watched  # type: ignore[arg-type]
+    assert not Settings(api_keys="a-key-0123456789ab", model_uri="runs:/abc/model").alias_watched  # type: ignore[arg-type]
