@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from features.errors import DealcastError
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from training.train import TrainConfig
 
 logger = logging.getLogger("dealcast")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -179,7 +180,7 @@ def _train(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from training.registry import configure, set_champion
 
-    promotion = set_champion(configure(), str(args.version), reason=args.reason)
+    promotion = set_champion(configure(), str(args.version), reason=args.reason, force=args.force)
     print(
         f"champion: version {promotion.version} (was {promotion.previous or 'none'}); "
         f"reason recorded: {promotion.reason}"
@@ -247,24 +248,76 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
-    from serving.app import create_app
-    from serving.settings import load_settings
+    from serving.settings import SettingsInvalid, load_settings
 
+    if args.workers is not None and args.workers < 1:
+        raise SettingsInvalid(f"--workers: at least 1, got {args.workers}")
     overrides = {
         name: value
         for name, value in (("host", args.host), ("port", args.port))
         if value is not None
     }
-    settings = load_settings(**overrides)
+    settings = load_settings(**overrides)  # checked here, once, before a worker starts
+    # Each worker process builds its own app, and its own model store watching the alias,
+    # from the environment (serving.app.create_app): the flags reach it through it.
+    os.environ.update({f"DEALCAST_{name.upper()}": str(value) for name, value in overrides.items()})
+    workers = args.workers or os.cpu_count() or 1
+    logger.info(
+        "serving on %s:%s with %d worker process(es)", settings.host, settings.port, workers
+    )
     uvicorn.run(
-        create_app(settings),
+        "serving.app:create_app",
+        factory=True,
+        workers=workers,
         host=settings.host,
         port=settings.port,
-        log_config=None,  # logging is configured once, in main()
+        # The workers are fresh processes: they get main()'s logging as a config of their own.
+        log_config=_worker_logging(logging.getLogger().level),
+        http="serving.limits:H11WithHeaderDeadline",
+        timeout_keep_alive=settings.header_timeout_seconds,
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
+    return 0
+
+
+def _worker_logging(level: int) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+    }
+
+
+def _page_link(args: argparse.Namespace) -> int:
+    from serving.routes.page_links import link_url, page_secret
+    from serving.sessions import LINK_AUDIENCE, grant_for, sign
+    from serving.settings import load_settings
+
+    settings = load_settings()  # the service's own environment: its secret and address
+    hours = settings.page_link_hours if args.hours is None else args.hours
+    try:
+        grant = grant_for(args.team, hours=hours)
+    except ValueError as error:
+        print(f"dealcast page-link: {error}", file=sys.stderr)
+        return 2
+    token = sign(grant, secret=page_secret(settings), audience=LINK_AUDIENCE)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = args.base_url or settings.public_url or f"http://{host}:{settings.port}"
+    print(link_url(base, token))
+    print(f"opens {', '.join(grant.teams)} until {grant.expires.isoformat()}", file=sys.stderr)
     return 0
 
 
@@ -405,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote = commands.add_parser("promote", help="move the champion alias (override/rollback)")
     promote.add_argument("--version", type=int, required=True)
     promote.add_argument("--reason", required=True, help="recorded on the model version")
+    promote.add_argument(
+        "--force",
+        action="store_true",
+        help="promote a version the gate never judged (its training run was killed)",
+    )
     promote.set_defaults(run=_promote)
 
     score = commands.add_parser("score", help="batch scores of every open deal of an export")
@@ -431,7 +489,34 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=None, help="port (default: $DEALCAST_PORT or 8000)"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes, each loading the model and watching the alias on its own "
+        "(default: the machine's cores)",
+    )
     serve.set_defaults(run=_serve)
+
+    page_link = commands.add_parser(
+        "page-link", help="a signed link that opens teams' pages in a browser"
+    )
+    page_link.add_argument(
+        "--team", action="append", required=True, help="a team the link opens (repeatable)"
+    )
+    page_link.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        help="how long the link and its session last (default: $DEALCAST_PAGE_LINK_HOURS or 72)",
+    )
+    page_link.add_argument(
+        "--base-url",
+        default=None,
+        help="the service's address as managers reach it (default: $DEALCAST_PUBLIC_URL, else "
+        "http://HOST:PORT of the settings)",
+    )
+    page_link.set_defaults(run=_page_link)
 
     report = commands.add_parser("report", help="the manager's page of a team as one HTML file")
     report.add_argument("--data", type=Path, required=True, help="export folder")
@@ -458,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     run: Command = args.run
@@ -467,3 +552,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DealcastError as error:
         print(f"dealcast {args.command}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM during `train`
+        print(f"dealcast {args.command}: interrupted ({interrupt or 'Ctrl-C'})", file=sys.stderr)
+        return 130

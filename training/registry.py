@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,14 @@ CHALLENGER = "challenger"
 MODE_TAG = "mode"
 DATA_END_TAG = "data_end"
 BASELINE_MODE = "baseline"
+# The gate's verdict on a version ("passed" or "failed") and its one-line summary, set by
+# `dealcast train` as soon as the version is registered. A version without them was
+# registered by a run that never finished (killed between registering and judging).
+GATE_TAG = "gate"
+GATE_SUMMARY_TAG = "gate_summary"
+# Run tags that let a later `dealcast train` recognise a run whose process was killed.
+HOST_TAG = "host"
+PID_TAG = "pid"
 
 
 class RegistryError(DealcastError):
@@ -89,12 +98,25 @@ class Promotion:
     reason: str
 
 
-def set_champion(client: MlflowClient, version: str, *, reason: str) -> Promotion:
-    """Move `champion` to `version`, recording the reason and the version it replaced."""
+def set_champion(
+    client: MlflowClient, version: str, *, reason: str, force: bool = False
+) -> Promotion:
+    """Move `champion` to `version`, recording the reason and the version it replaced.
+
+    A version the gate never judged (its training run was killed before it could) is
+    refused unless `force`: then the promotion is recorded as forced, with the reason."""
     try:
-        client.get_model_version(MODEL_NAME, version)
+        found = client.get_model_version(MODEL_NAME, version)
     except MlflowException as error:
         raise RegistryError(f"model {MODEL_NAME!r} has no version {version}") from error
+    if GATE_TAG not in found.tags:
+        if not force:
+            raise RegistryError(
+                f"version {version} has no gate record: the training run that registered it "
+                f"(run {found.run_id}) ended before the gate judged it. Retrain, or promote "
+                "it anyway with --force and a --reason saying why"
+            )
+        reason = f"forced without a gate record: {reason}"
     previous = version_by_alias(client, CHAMPION)
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
@@ -117,3 +139,46 @@ def set_champion(client: MlflowClient, version: str, *, reason: str) -> Promotio
 def is_baseline(version: ModelVersion | None) -> bool:
     """The version is the baseline forecaster (models.baseline_model), not a trained model."""
     return version is not None and version.tags.get(MODE_TAG) == BASELINE_MODE
+
+
+def gate_verdict(version: ModelVersion) -> str | None:
+    """ "passed" or "failed" as the gate judged the version, None when it never did."""
+    return version.tags.get(GATE_TAG)
+
+
+def reconcile_interrupted_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark FAILED the runs still RUNNING whose process is gone: started on this host by a
+    process id that no longer exists (a training killed with SIGKILL, or a machine that went
+    down, cannot end its own run). Runs of other hosts, or without the tags, are left alone:
+    nothing here can tell whether they still run. Returns the run ids marked."""
+    host = socket.gethostname()
+    marked = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        if tags.get(HOST_TAG) != host or not tags.get(PID_TAG, "").isdigit():
+            continue
+        pid = int(tags[PID_TAG])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        client.set_tag(
+            run.info.run_id, "interrupted", f"process {pid} on {host} ended without closing the run"
+        )
+        client.set_terminated(run.info.run_id, status="FAILED")
+        logger.warning(
+            "run %s was still RUNNING but its process (%d on %s) is gone: marked FAILED",
+            run.info.run_id,
+            pid,
+            host,
+        )
+        marked.append(run.info.run_id)
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

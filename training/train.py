@@ -18,11 +18,17 @@ leaves it where it is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
+import signal
+import socket
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,10 +57,16 @@ from training.registry import (
     CHALLENGER,
     CHAMPION,
     DATA_END_TAG,
+    EXPERIMENT,
+    GATE_SUMMARY_TAG,
+    GATE_TAG,
+    HOST_TAG,
     MODE_TAG,
     MODEL_NAME,
+    PID_TAG,
     configure,
     is_baseline,
+    reconcile_interrupted_runs,
     set_champion,
     version_by_alias,
 )
@@ -336,9 +348,13 @@ def train(
     export = load_export(data_dir)
     if cutoff is not None:
         export = export_as_of(export, cutoff)
-    # Leaving this block by an exception (or an interrupt) ends the run as FAILED, before
-    # any alias has moved.
-    with mlflow.start_run(run_name="train") as run:
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        reconcile_interrupted_runs(client, experiment.experiment_id)
+    # Leaving this block by an exception, Ctrl-C or a SIGTERM ends the run as FAILED, before
+    # any alias has moved; a SIGKILL cannot be caught, and the next train reconciles it.
+    with _terminate_as_interrupt(), mlflow.start_run(run_name="train") as run:
+        mlflow.set_tags({HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
         mlflow.log_params(_flat_params(config))
         mlflow.log_dict(resolved_config(config), "config.json")
         mlflow.log_text(config_to_toml(config), "dealcast.toml")
@@ -383,7 +399,7 @@ def train(
             mlflow.log_dict(gate.to_dict(), "gate.json")
             info = log_bundle(bundle, workdir=Path(tmp), registered_model_name=MODEL_NAME)
             version = str(info.registered_model_version)
-            _tag_version(client, version, mode=bundle.model.mode_, data_end=end)
+            _tag_version(client, version, mode=bundle.model.mode_, data_end=end, gate=gate)
             baseline_version = None
             if not gate.passed and _baseline_answers(champion, end):
                 answer = baseline_bundle(bundle, data, config=config, cutoff=end)
@@ -394,7 +410,7 @@ def train(
                     name="baseline",
                 )
                 baseline_version = str(baseline_info.registered_model_version)
-                _tag_version(client, baseline_version, mode=BASELINE_MODE, data_end=end)
+                _tag_version(client, baseline_version, mode=BASELINE_MODE, data_end=end, gate=gate)
         client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
         mlflow.set_tag("gate", gate.summary)
         if gate.passed:
@@ -425,7 +441,40 @@ def _baseline_answers(champion: ModelVersion | None, data_end: pd.Timestamp) -> 
 
 
 def _tag_version(
-    client: mlflow.tracking.MlflowClient, version: str, *, mode: str, data_end: pd.Timestamp
+    client: mlflow.tracking.MlflowClient,
+    version: str,
+    *,
+    mode: str,
+    data_end: pd.Timestamp,
+    gate: GateDecision,
 ) -> None:
+    """What a version answers with, the data it saw and the gate's verdict on its run (a
+    baseline version carries the verdict on the model it stands in for)."""
     client.set_model_version_tag(MODEL_NAME, version, MODE_TAG, mode)
     client.set_model_version_tag(MODEL_NAME, version, DATA_END_TAG, data_end.isoformat())
+    client.set_model_version_tag(MODEL_NAME, version, GATE_SUMMARY_TAG, gate.summary)
+    client.set_model_version_tag(
+        MODEL_NAME, version, GATE_TAG, "passed" if gate.passed else "failed"
+    )
+
+
+class TrainingTerminated(KeyboardInterrupt):
+    """`dealcast train` got SIGTERM: raised like Ctrl-C, so the run ends as FAILED."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a `kill`, a container stop) interrupts training as Ctrl-C does. Only the main
+    thread may install a handler; elsewhere (a notebook's worker) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise TrainingTerminated(f"training stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

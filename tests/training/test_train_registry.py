@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -242,3 +247,85 @@ def test_only_a_missing_or_older_baseline_champion_gives_way_to_the_baseline() -
     assert not train_module._baseline_answers(
         version(mode="baseline", data_end=end.isoformat()), end
     )
+
+
+def _train_process(world: Path, store: Path) -> subprocess.Popen[bytes]:
+    """`dealcast train` in a process of its own, on the test's store (its working folder)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dealcast", "train", "--data", str(world), "--quarters", "2"],
+        cwd=store,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_running_run(store: Path, process: subprocess.Popen[bytes]) -> str:
+    """The id of the training process's run, once it has started (polling the store)."""
+    client = configure()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        experiment = client.get_experiment_by_name("dealcast")
+        if experiment is not None:
+            runs = client.search_runs(
+                [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
+            )
+            if runs and runs[0].data.tags.get("pid") == str(process.pid):
+                return runs[0].info.run_id
+        time.sleep(0.2)
+    raise AssertionError("the training process never started its run")
+
+
+def test_a_terminated_training_ends_its_run_as_failed(
+    small_world: Path, mlflow_store: Path
+) -> None:
+    process = _train_process(small_world, mlflow_store)
+    run_id = _wait_for_running_run(mlflow_store, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "interrupted (training stopped by signal 15)" in stderr.decode()
+    run = configure().get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.info.end_time is not None
+    assert version_by_alias(configure(), CHAMPION) is None
+
+
+def test_a_killed_training_is_marked_failed_by_the_next_one(
+    small_world: Path, mlflow_store: Path
+) -> None:
+    process = _train_process(small_world, mlflow_store)
+    run_id = _wait_for_running_run(mlflow_store, process)
+    process.kill()  # SIGKILL: the process cannot end its own run
+    process.wait(timeout=60)
+    client = configure()
+    assert client.get_run(run_id).info.status == "RUNNING"
+    train(small_world, config=QUICK)
+    killed = client.get_run(run_id)
+    assert killed.info.status == "FAILED"
+    assert killed.info.end_time is not None
+    assert str(process.pid) in killed.data.tags["interrupted"]
+
+
+def test_promote_refuses_a_version_the_gate_never_judged(
+    small_world: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train(small_world, config=QUICK)
+    client = configure()
+    judged = client.get_model_version(MODEL_NAME, "1")
+    assert judged.tags["gate"] in {"passed", "failed"}
+    assert judged.tags["gate_summary"]
+    # A version registered by a run killed before the gate judged it: registered, no verdict.
+    train(small_world, config=QUICK)
+    client.delete_model_version_tag(MODEL_NAME, "2", "gate")
+    assert main(["promote", "--version", "1", "--reason", "back to the judged one"]) == 0
+    capsys.readouterr()
+    assert main(["promote", "--version", "2", "--reason", "looks fine"]) == 1
+    assert "no gate record" in capsys.readouterr().err
+    assert str(version_by_alias(client, CHAMPION).version) == "1"
+    assert main(["promote", "--version", "2", "--reason", "checked by hand", "--force"]) == 0
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert str(champion.version) == "2"
+    assert champion.tags["promotion_reason"] == "forced without a gate record: checked by hand"
