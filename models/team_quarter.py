@@ -719,6 +719,7 @@ class TeamQuarterForecast:
     reps: tuple[RepQuarter, ...]
     open_rows: pd.DataFrame  # each open deal's state at as_of, by opportunity id
     won_rows: pd.DataFrame  # each deal won in the quarter so far, its state at as_of
+    won: pd.Series  # the amount each of them counts in won to date (won_in_quarter), by id
     owner_of: Mapping[str, str]  # opportunity id -> owner id
     flow: DealFlow
 
@@ -902,6 +903,7 @@ def build_team_quarter(
         reps=reps,
         open_rows=open_rows,
         won_rows=won_rows,
+        won=won,
         owner_of=owner_of,
         flow=flow,
     )
