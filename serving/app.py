@@ -2,8 +2,8 @@
 
 Nothing happens at import: the settings are read and the model is loaded when the app starts
 (`uvicorn --factory serving.app:create_app`, or `dealcast serve`). If the model cannot be
-loaded the service still starts: /health answers, /ready says why it is not ready, scoring
-answers 503, and the watcher keeps trying.
+loaded the service still starts: /health answers, /ready says why it is not ready and when
+the next attempt is due, scoring answers 503, and the watcher keeps trying, with backoff.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import cast
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 
 from serving.access_log import redact_access_log
 from serving.auth import ApiKey, PageRefused
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
         settings.model_uri,
         tracking_uri=settings.mlflow_tracking_uri,
         poll_seconds=settings.alias_poll_seconds,
+        retry_seconds=settings.load_retry_seconds,
+        retry_max_seconds=settings.load_retry_max_seconds,
     )
 
     @asynccontextmanager
@@ -70,11 +73,15 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
         finally:
             await anyio.to_thread.run_sync(store.stop)
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from this service (assets
+    # shipped in the fastapi-offline package), never from a CDN. No trailing-slash redirects:
+    # Starlette's would build an absolute Location from the request's Host header.
+    app = FastAPIOffline(
         title="dealcast",
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.store = store

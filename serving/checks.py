@@ -26,13 +26,23 @@ def check_batch(count: int, max_batch: int) -> None:
 
 
 def deal_problems(deals: Sequence[Deal], stages: Sequence[str]) -> dict[str, str]:
-    """Unknown stages (policy: 422, naming the model's stages), history before the deal was
-    created, two different states at one time, and several currencies in one request (which
-    would need exchange rates the API does not take)."""
+    """Unknown stages (policy: 422, naming the model's stages), history or activities before
+    the deal was created, two different states at one time, a deal sent twice (it would be
+    counted twice in a pipeline), and several currencies in one request (which would need
+    exchange rates the API does not take)."""
     problems: dict[str, str] = {}
     known = frozenset(stages)
     first_currency: tuple[str, str] | None = None
+    first_of: dict[str, int] = {}
     for i, deal in enumerate(deals):
+        first = first_of.setdefault(deal.opportunity_id, i)
+        if first != i:
+            problems[f"deals[{i}].opportunity_id"] = (
+                f"the same opportunity_id as deals[{first}]: send each deal once"
+            )
+        for j, activity in enumerate(deal.activities):
+            if activity.occurred_at < deal.created_at:
+                problems[f"deals[{i}].activities[{j}].occurred_at"] = "before the deal's created_at"
         seen: dict[datetime, int] = {}
         for j, row in enumerate(deal.history):
             path = f"deals[{i}].history[{j}]"

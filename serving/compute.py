@@ -7,7 +7,9 @@ of a few deals is scored on the event loop, where it blocks other requests for t
 milliseconds it takes. A large batch (up to 1,000 deals, hundreds of milliseconds) goes to a
 worker thread, so that the loop keeps accepting connections and answering /health meanwhile.
 
-Answers are serialised once, by pydantic, straight to JSON: the route still declares its
+Answers are serialised once, by pydantic, straight to JSON, where the scoring ran: a large
+batch's answer (megabytes of JSON) is written in its worker thread, not on the event loop,
+which stays free for /health, /ready and small requests. The route still declares its
 response model (for the OpenAPI schema), but FastAPI does not validate and re-encode what
 `serving.present` already built and checked.
 """
@@ -15,23 +17,25 @@ response model (for the OpenAPI schema), but FastAPI does not validate and re-en
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 import anyio.to_thread
 from fastapi import Response
 from pydantic import BaseModel
 
-T = TypeVar("T")
-
 # Up to this many deals a request is scored on the event loop (an explained deal: ~5 ms).
 INLINE_DEALS = 8
 
 
-async def run_scoring(deals: int, work: Callable[[], T]) -> T:
-    """`work()` on the event loop for a few deals, else in a worker thread."""
+async def run_scoring(deals: int, work: Callable[[], BaseModel]) -> Response:
+    """`work()` and its JSON answer on the event loop for a few deals, else in a worker
+    thread."""
+
+    def answer() -> Response:
+        return json_response(work())
+
     if deals <= INLINE_DEALS:
-        return work()
-    return await anyio.to_thread.run_sync(work)
+        return answer()
+    return await anyio.to_thread.run_sync(answer)
 
 
 def json_response(body: BaseModel) -> Response:

@@ -9,6 +9,7 @@ are 5xx, and those never carry internals.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -88,6 +89,26 @@ def field_path(loc: Sequence[int | str]) -> str:
     return path or "body"
 
 
+# Input echoed in a message (a quoted value, as `{value!r}` writes it) or in a path (an extra
+# attribute's name) is cut to this many characters and "...": a 1,000-character stage name
+# or key comes back recognisable, not whole.
+MAX_ECHO = 80
+_QUOTED = re.compile(
+    rf"'(?:[^'\\]|\\.){{{MAX_ECHO + 1},}}'" + "|" + rf'"(?:[^"\\]|\\.){{{MAX_ECHO + 1},}}"'
+)
+_PATH_PART = re.compile(rf"[^.\[\]]{{{MAX_ECHO + 1},}}")
+
+
+def clip_echoes(text: str) -> str:
+    """`text` with every quoted value longer than MAX_ECHO characters cut to MAX_ECHO + '...'."""
+    return _QUOTED.sub(lambda quoted: f"{quoted[0][: MAX_ECHO + 1]}...{quoted[0][0]}", text)
+
+
+def clip_path(path: str) -> str:
+    """`path` with every name longer than MAX_ECHO characters cut to MAX_ECHO + '...'."""
+    return _PATH_PART.sub(lambda part: f"{part[0][:MAX_ECHO]}...", path)
+
+
 def error_response(
     status: int,
     code: str,
@@ -97,8 +118,11 @@ def error_response(
 ) -> JSONResponse:
     body = ErrorBody(
         error=code,
-        message=message,
-        problems=[Problem(path=path, message=text) for path, text in (problems or {}).items()],
+        message=clip_echoes(message),
+        problems=[
+            Problem(path=clip_path(path), message=clip_echoes(text))
+            for path, text in (problems or {}).items()
+        ],
     )
     return JSONResponse(body.model_dump(), status_code=status, headers=dict(headers or {}))
 

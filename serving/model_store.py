@@ -9,10 +9,14 @@ At start the store loads `DEALCAST_MODEL_URI`. An alias URI (`models:/NAME@ALIAS
 to a concrete version first, so what is loaded is exactly the version reported. A watcher
 thread then polls the alias every `poll_seconds`; when it points at a new version, that
 version is loaded and warmed up (its bundle's golden deal must score as recorded, to 1e-9)
-before the reference moves. A version that fails to load or to warm up is never served, is
-remembered as rejected (not retried until the alias moves again) and the old model keeps
-serving. Other URIs (a version, a run, a path) are not watched; if the first load fails, the
-watcher retries it until it succeeds.
+before the reference moves. A version that fails to load or to warm up is never served and
+the old model keeps serving; the failure is remembered and the load tried again with backoff
+(after `retry_seconds`, doubling after each failure up to `retry_max_seconds`), since a load
+can fail for a passing reason (a read-only or unreachable artifact store: MLflow writes a
+file next to the artifacts on every load). When the alias moves on, its new version is tried
+at once. Other URIs (a version, a run, a path) are not watched; if the first load fails, the
+watcher retries it, with the same backoff, until it succeeds. `/ready` reports the last
+failure and when the next attempt is due (`load_failure`).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -45,6 +50,18 @@ Loader = Callable[[str], DealcastModel]
 
 class WarmUpFailed(DealcastError):
     """A loaded model does not score its golden deal as recorded."""
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """The last failed load of one version (or of an unversioned URI) and the next try."""
+
+    version: str | None
+    reason: str
+    attempts: int
+    failed_at: datetime
+    next_attempt_at: datetime
+    next_attempt: float  # on the store's monotonic clock
 
 
 @dataclass(frozen=True)
@@ -101,19 +118,25 @@ class ModelStore:
         *,
         tracking_uri: str | None = None,
         poll_seconds: float = 30.0,
+        retry_seconds: float = 1.0,
+        retry_max_seconds: float = 300.0,
         loader: Loader = load_model,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.uri = uri
         self.tracking_uri = tracking_uri
         self.poll_seconds = poll_seconds
+        self.retry_seconds = retry_seconds
+        self.retry_max_seconds = retry_max_seconds
         self._loader = loader
+        self._clock = clock
         alias, version = _ALIAS_URI.match(uri), _VERSION_URI.match(uri)
         self._alias: str | None = alias["alias"] if alias else None
         named = alias or version
         self._name: str | None = named["name"] if named else None
         self._current: LoadedModel | None = None
         self._error: str | None = "the model is not loaded yet"
-        self._rejected: dict[str, str] = {}  # version -> why it is not served
+        self._failure: LoadFailure | None = None  # the last failed load, until one succeeds
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -129,6 +152,11 @@ class ModelStore:
     def error(self) -> str | None:
         """Why no model is served (None when one is), or the last failed swap."""
         return self._error
+
+    @property
+    def load_failure(self) -> LoadFailure | None:
+        """The last failed load and when it is tried again; None once a load succeeds."""
+        return self._failure
 
     @property
     def watched(self) -> bool:
@@ -162,7 +190,7 @@ class ModelStore:
             self._watcher = None
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
+        while not self._stop.wait(self._next_wait()):
             if not self.watched and self._current is not None:
                 return
             try:
@@ -181,22 +209,33 @@ class ModelStore:
             uri, version = target
             current = self._current
             if current is not None and (not self.watched or current.version == version):
+                self._failure = None  # the alias is back on the version served
                 return False
-            if version is not None and version in self._rejected:
-                return False
+            failure = self._failure
+            if (
+                failure is not None
+                and failure.version == version
+                and self._clock() < failure.next_attempt
+            ):
+                return False  # backing off; a new version of the alias is tried at once
             try:
                 loaded = self._load(uri, version)
             except Exception as error:  # any failure: the version is not served
                 reason = f"{uri}: {type(error).__name__}: {error}"
-                if version is not None:
-                    self._rejected[version] = reason
+                self._failure = self._failed(version, reason, failure)
                 self._error = reason
                 logger.error("model %s not loaded, %s", uri, self._serving_note())
-                logger.error("reason: %s", reason)
+                logger.error(
+                    "reason: %s; attempt %d, next at %s",
+                    reason,
+                    self._failure.attempts,
+                    self._failure.next_attempt_at.isoformat(timespec="seconds"),
+                )
                 return False
             previous = self._current
             self._current = loaded
             self._error = None
+            self._failure = None
             _settle_heap()
             logger.info(
                 "serving %s version %s (was %s)",
@@ -205,6 +244,28 @@ class ModelStore:
                 previous.version if previous else "none",
             )
             return True
+
+    def _failed(self, version: str | None, reason: str, last: LoadFailure | None) -> LoadFailure:
+        attempts = last.attempts + 1 if last is not None and last.version == version else 1
+        delay = min(self.retry_seconds * 2 ** (attempts - 1), self.retry_max_seconds)
+        now = datetime.now(UTC)
+        return LoadFailure(
+            version=version,
+            reason=reason,
+            attempts=attempts,
+            failed_at=now,
+            next_attempt_at=now + timedelta(seconds=delay),
+            next_attempt=self._clock() + delay,
+        )
+
+    def _next_wait(self) -> float:
+        """Until the next poll of the alias, or the next try of a failed load if sooner."""
+        failure = self._failure
+        if failure is None:
+            return self.poll_seconds
+        due_in = failure.next_attempt - self._clock()
+        # Past due means the last refresh did not try (the registry was unreachable): poll.
+        return min(self.poll_seconds, due_in) if due_in > 0 else self.poll_seconds
 
     def _serving_note(self) -> str:
         current = self._current

@@ -106,8 +106,10 @@ Time = Annotated[
     ),
 ]
 Text = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_text)]
-Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
-Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+# Numbers and booleans are strict: "100", true or "yes" where a number or a boolean belongs is
+# refused (422), never coerced; a JSON integer is a number (120000 for 120000.0).
+Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)]
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False, strict=True)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 ForecastCategory = Literal["Pipeline", "Best Case", "Commit", "Closed", "Omitted"]
 ExtraValue = Annotated[Any, AfterValidator(_json_value)]
@@ -248,9 +250,13 @@ class ScoreRequest(BaseModel):
     )
     as_of: Time | None = Field(default=None, description="score as of this time (default: now)")
     explain: bool = Field(
-        default=True, description="add drivers, factors, trend and actions (slower for batches)"
+        default=True,
+        strict=True,
+        description="add drivers, factors, trend and actions (slower for batches)",
     )
-    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="drivers and actions per deal")
+    top_k: int = Field(
+        default=5, ge=1, le=MAX_TOP_K, strict=True, description="drivers and actions per deal"
+    )
 
 
 class AttainmentRequest(BaseModel):
@@ -261,7 +267,7 @@ class AttainmentRequest(BaseModel):
         description="fiscal quarter YYYY-Qn; it must contain as_of",
         examples=["2026-Q4"],
     )
-    quota: float = Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False)
+    quota: float = Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)
     won_to_date: Amount = Field(description="closed-won revenue in the period so far")
     team: Text | None = Field(default=None, description="the team (give team or owner_id)")
     owner_id: Text | None = Field(default=None, description="the rep (give team or owner_id)")
@@ -271,7 +277,7 @@ class AttainmentRequest(BaseModel):
         json_schema_extra={"maxItems": 1000},
         description="the open pipeline (0 to 1,000 deals, more: 413)",
     )
-    explain: bool = Field(default=True, description="top drivers on the at-risk deals")
+    explain: bool = Field(default=True, strict=True, description="top drivers on the at-risk deals")
 
 
 # --------------------------------------------------------------------------- responses
@@ -579,10 +585,23 @@ class HealthResponse(BaseModel):
     status: Literal["alive"] = "alive"
 
 
+class LoadFailureOut(BaseModel):
+    version: str | None = Field(description="the version that failed (null: an unversioned URI)")
+    reason: str
+    attempts: int = Field(description="failed attempts in a row")
+    failed_at: datetime
+    next_attempt_at: datetime = Field(description="when the load is tried again (backoff)")
+
+
 class ReadyResponse(BaseModel):
     ready: bool
     model: ModelRef | None
     reason: str | None = Field(description="why not ready")
+    last_load_failure: LoadFailureOut | None = Field(
+        default=None,
+        description="the last failed model load and its next attempt; null once a load succeeds",
+    )
+    process: int = Field(description="the worker process that answered (its pid)")
 
 
 class Problem(BaseModel):

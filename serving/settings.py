@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     # GIL hand-offs: with 40 (anyio's default) an open-loop load queues up in threads that
     # take turns every 5 ms, and the event loop waits behind them to read new requests.
     worker_threads: int = Field(default=2, ge=1, le=64)
+    # What a request may cost before it is served (serving.limits): its body must arrive
+    # within body_timeout_seconds (else 408), its request head within header_timeout_seconds
+    # of the connection opening or of the previous response (also the keep-alive timeout);
+    # at most max_connections connections are open (uvicorn answers 503 past it) and at most
+    # max_queue /v1 requests are in the service (503 with Retry-After past it).
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    header_timeout_seconds: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
+    max_queue: int = Field(default=32, ge=1)
+    # A model that fails to load is tried again after load_retry_seconds, doubling after
+    # each failure up to load_retry_max_seconds (serving.model_store).
+    load_retry_seconds: float = Field(default=1.0, gt=0)
+    load_retry_max_seconds: float = Field(default=300.0, gt=0)
     # The folder of a CRM export, for the manager's page.
     data_dir: Path | None = None
     mlflow_tracking_uri: str = Field(

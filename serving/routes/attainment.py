@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Response
 
 from serving.auth import KeyCaller, require_attainment_in_scope
 from serving.checks import check_attainment, check_batch
-from serving.compute import json_response, run_scoring
+from serving.compute import run_scoring
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import documented
 from serving.present import attainment_response
@@ -74,4 +74,4 @@ async def attainment(
         )
         return attainment_response(forecast, request, as_of=as_of, loaded=loaded)
 
-    return json_response(await run_scoring(len(request.deals), work))
+    return await run_scoring(len(request.deals), work)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Response
 
 from serving.auth import KeyCaller, require_deals_in_scope
 from serving.checks import check_batch, check_deals
-from serving.compute import json_response, run_scoring
+from serving.compute import run_scoring
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import documented
 from serving.present import score_response
@@ -73,4 +73,4 @@ async def score(
         )
         return score_response(scores, loaded)
 
-    return json_response(await run_scoring(len(request.deals), work))
+    return await run_scoring(len(request.deals), work)
