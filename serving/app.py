@@ -48,6 +48,7 @@ docs are open.
 def create_app(settings: Settings | None = None, *, store: ModelStore | None = None) -> FastAPI:
     """The service. `store` replaces the model store built from the settings (tests)."""
     settings = settings or load_settings()
+    redact_access_log()  # here, not at import: each worker process builds its own app
     store = store or ModelStore(
         settings.model_uri,
         tracking_uri=settings.mlflow_tracking_uri,
@@ -58,7 +59,6 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redact_access_log()
         if settings.auth == "off":
             logger.warning("authentication is OFF (DEALCAST_AUTH=off): every caller is served")
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads

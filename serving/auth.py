@@ -55,10 +55,11 @@ class PageRefused(ServiceError):
     """A browser's page request refused: answered as an HTML page (serving.routes.page_links),
     since a person reads it, not a program."""
 
-    def __init__(self, status: int, *, title: str, message: str) -> None:
+    def __init__(self, status: int, *, title: str, message: str, reload: bool = False) -> None:
         self.status = status
         self.code = "forbidden" if status == 403 else "unauthorized"
         self.title = title
+        self.reload = reload
         super().__init__(message)
 
 
@@ -204,6 +205,10 @@ async def require_page_caller(
             401,
             title="Sign in with your link",
             message="This page opens from the signed link your CRM sends you. Open that link.",
+            # A link opened from another site (a web mail) redirects here cross-site, and a
+            # browser sends no SameSite=Strict cookie on a cross-site navigation: the page
+            # loads itself again, now from this site, and the cookie comes along.
+            reload=request.headers.get("sec-fetch-site") == "cross-site",
         )
     raise Unauthorized(f"{MISSING_KEY}, or open the page from a signed link")
 

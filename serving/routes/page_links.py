@@ -215,12 +215,14 @@ def page_refused(refusal: PageRefused) -> HTMLResponse:
     headers = dict(HEADERS)
     if refusal.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="dealcast"'
-    return HTMLResponse(_document(refusal.title, body), status_code=refusal.status, headers=headers)
+    refresh = "<meta http-equiv='refresh' content='0'>" if refusal.reload else ""
+    document = _document(refusal.title, body, head=refresh)
+    return HTMLResponse(document, status_code=refusal.status, headers=headers)
 
 
-def _document(title: str, body: str) -> str:
+def _document(title: str, body: str, *, head: str = "") -> str:
     return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>{head}"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)} · dealcast</title>"
         "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;"
