@@ -224,6 +224,7 @@ def _score(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from features.loading import load_export
     from models.bundle import load_scorer, model_uri
+    from models.forecast_store import ForecastStore
     from serving.page import build_manager_view, render_manager_page, teams_of
     from training.registry import use_store
 
@@ -238,8 +239,15 @@ def _report(args: argparse.Namespace) -> int:
         print(f"no --team given: reporting on {team!r}, the first of {len(teams)} teams")
     use_store()
     scorer = load_scorer(args.model)
+    # The forecasts are kept beside the export, as the service keeps its own
+    # (models.forecast_store), so the page shows the change since the previous one.
     view = build_manager_view(
-        export, scorer, team=team, as_of=args.as_of, model_uri=model_uri(args.model)
+        export,
+        scorer,
+        team=team,
+        as_of=args.as_of,
+        model_uri=model_uri(args.model),
+        store=ForecastStore.beside(args.data),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render_manager_page(view), encoding="utf-8")

@@ -29,9 +29,9 @@ and new business as one line of its own. The changes add up to the change of the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -279,6 +279,12 @@ def contributions(
         for i, a in zip(won.index, amounts, strict=True)
     ]
     return tuple(deals)
+
+
+def model_label(uri: str | None, metadata: Mapping[str, Any]) -> str:
+    """Which model made a forecast: its URI and the bundle's training time (an alias such as
+    @champion names different models over time)."""
+    return f"{uri or 'model'} trained {metadata.get('trained_at') or 'unknown'}"
 
 
 def record_of(

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
 
-from models.forecast_review import DealContribution, ForecastRecord
+from models.forecast_review import DealContribution, ForecastRecord, ForecastReview, review
 
 logger = logging.getLogger(__name__)
 
@@ -177,3 +177,23 @@ def _record(row: tuple) -> ForecastRecord:
             for i, state, amount, probability, closes in json.loads(deals)
         ),
     )
+
+
+def keep_and_review(
+    store: ForecastStore | None, records: Sequence[ForecastRecord]
+) -> dict[str | None, ForecastReview]:
+    """Each record reviewed against the store's previous one of its team-quarter (owner_id
+    None: the team's), then kept. Without a store, or when it cannot be written (a read-only
+    data folder), the records are reviewed against their quotas only and the failure logged:
+    the forecast itself still answers."""
+    previous: dict[str | None, ForecastRecord | None] = {r.owner_id: None for r in records}
+    if store is not None:
+        try:
+            for r in records:
+                previous[r.owner_id] = store.previous(
+                    team=r.team, owner_id=r.owner_id, period=r.period, before=r.as_of
+                )
+            store.append(records)
+        except (sqlite3.Error, OSError) as error:
+            logger.warning("forecasts not kept in %s: %s", store.path, error)
+    return {r.owner_id: review(r, previous[r.owner_id]) for r in records}

@@ -19,11 +19,12 @@ from features.deals import DealTables
 from features.fiscal import quarter_bounds
 from features.loading import CrmExport
 from features.payload import PayloadInvalid, deal_tables_from_payloads
-from features.snapshots import feature_columns, open_deal_queries
+from features.snapshots import feature_columns, manual_probability_at, open_deal_queries
 from features.timestamps import TimeLike, to_ns
 from models.actions import EFFECTS_DISCLAIMER, Action, rank_actions
 from models.attainment import AttainmentResult
 from models.baseline_model import BASELINE_WARNING, BaselineWinModel
+from models.baselines import MANUAL_WEIGHT
 from models.bundle import DealcastBundle
 from models.explain import (
     DealExplanation,
@@ -194,16 +195,17 @@ class Scorer:
         now = {name: values[: len(deals)] for name, values in columns.items()}
         matrix = model.encoder_.transform(columns)  # once, for scores, SHAP and actions
         prediction = model.predict(now, matrix=matrix[: len(deals)], as_of=times)
-        frame = now
+        # The manager's typed probability rides beside the features (not one of them): the
+        # manual_weight baseline reads it, and a deal shows that baseline only when it has one.
+        frame = {**now, "manual_probability": manual_probability_at(tables, index, times)}
+        typed = np.isfinite(frame["manual_probability"])
+        names = [*BASELINE_NAMES, *(n for n in (MANUAL_WEIGHT,) if n in bundle.baselines["won"])]
         baselines = {
-            target: {
-                name: bundle.baselines[target][name].predict_proba(frame) for name in BASELINE_NAMES
-            }
+            target: {name: bundle.baselines[target][name].predict_proba(frame) for name in names}
             for target in ("won", "won_in_period")
         }
         weights = {
-            name: bundle.baselines["won_in_period"][name].period_weights(frame)
-            for name in BASELINE_NAMES
+            name: bundle.baselines["won_in_period"][name].period_weights(frame) for name in names
         }
         explanations: list[DealExplanation | None] = [None] * len(deals)
         change_7d = None
@@ -276,9 +278,15 @@ class Scorer:
                         float(prediction.in_period_high[i]),
                     ),
                     horizons=_horizons_of(prediction, i),
-                    baselines={k: float(v[i]) for k, v in baselines["won"].items()},
+                    baselines={
+                        k: float(v[i])
+                        for k, v in baselines["won"].items()
+                        if k != MANUAL_WEIGHT or typed[i]
+                    },
                     baselines_in_period={
-                        k: float(v[i]) for k, v in baselines["won_in_period"].items()
+                        k: float(v[i])
+                        for k, v in baselines["won_in_period"].items()
+                        if k != MANUAL_WEIGHT or typed[i]
                     },
                     grade=grade(float(prediction.won[i])),
                     risk_level=risk_level(flags[i]),
@@ -368,10 +376,13 @@ class Scorer:
         )
         # An amount not known yet counts for nothing, in the model's forecast and the baselines'.
         amounts = np.nan_to_num(np.array([s.amount for s in scores], dtype=np.float64), nan=0.0)
+        # manual_weight when some deal carries a typed probability (the others count at their
+        # CRM stage weight, as in the backtest: models.baselines.ManualWeight).
+        typed = [MANUAL_WEIGHT] if any(MANUAL_WEIGHT in s.baselines for s in scores) else []
         baselines = {
             name: won_to_date
             + float(np.dot([s.period_weights[name] for s in scores], amounts) if scores else 0.0)
-            for name in BASELINE_NAMES
+            for name in (*BASELINE_NAMES, *typed)
         }
         at_risk = sorted(
             (s for s in scores if s.risk_level != "low"),

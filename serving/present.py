@@ -17,9 +17,10 @@ import pandas as pd
 
 from models.actions import Action
 from models.explain import Driver, FactorEffect, TrendWindow
+from models.forecast_review import ForecastReview
 from models.risk import RiskFlag
 from models.scoring import DealScore, PipelineForecast
-from models.team_quarter import DealChange, Gap, QuarterFigures, TeamQuarterForecast
+from models.team_quarter import DealChange, Gap, TeamQuarterForecast
 from serving.errors import ModelOutputInvalid
 from serving.model_store import LoadedModel
 from serving.schemas import (
@@ -32,11 +33,13 @@ from serving.schemas import (
     DealFlowDeal,
     DealFlowKind,
     DealFlowOut,
+    DealMoveOut,
     DealScoreOut,
     DriverOut,
     ExplanationOut,
     FactorMoveOut,
     FactorOut,
+    ForecastReviewOut,
     GapOut,
     HorizonOut,
     Interval,
@@ -84,6 +87,27 @@ def _baselines(values: Mapping[str, float], path: str) -> Baselines:
             values["stage_weight_empirical"], f"{path}.stage_weight_empirical"
         ),
         commit=finite(values["commit"], f"{path}.commit"),
+        manual_weight=_optional(values, "manual_weight", path),
+    )
+
+
+def _optional(values: Mapping[str, float], name: str, path: str) -> float | None:
+    """A baseline present only for some deals or pipelines (manual_weight: where a typed
+    probability exists), else None."""
+    return finite(values[name], f"{path}.{name}") if name in values else None
+
+
+def period_forecasts(forecast: PipelineForecast, path: str) -> PeriodForecasts:
+    """The quarter's expected closed-won revenue by the model and each baseline."""
+    baselines = forecast.baselines
+    return PeriodForecasts(
+        stage_weight_crm=finite(baselines["stage_weight_crm"], f"{path}.stage_weight_crm"),
+        stage_weight_empirical=finite(
+            baselines["stage_weight_empirical"], f"{path}.stage_weight_empirical"
+        ),
+        commit=finite(baselines["commit"], f"{path}.commit"),
+        model=finite(forecast.model_forecast, f"{path}.model"),
+        manual_weight=_optional(baselines, "manual_weight", path),
     )
 
 
@@ -227,7 +251,6 @@ def attainment_response(
     loaded: LoadedModel,
 ) -> AttainmentResponse:
     result = forecast.attainment
-    baselines = forecast.baselines
     return AttainmentResponse(
         period=request.period,
         team=request.team,
@@ -253,14 +276,7 @@ def attainment_response(
         gap=gap_out(forecast.figures.gap, "gap"),
         method=result.method,
         at_risk=[_at_risk(s, f"at_risk[{i}]") for i, s in enumerate(forecast.at_risk)],
-        baselines=PeriodForecasts(
-            stage_weight_crm=finite(baselines["stage_weight_crm"], "baselines.stage_weight_crm"),
-            stage_weight_empirical=finite(
-                baselines["stage_weight_empirical"], "baselines.stage_weight_empirical"
-            ),
-            commit=finite(baselines["commit"], "baselines.commit"),
-            model=finite(forecast.model_forecast, "baselines.model"),
-        ),
+        baselines=period_forecasts(forecast, "baselines"),
         model=model_ref(loaded),
     )
 
@@ -293,8 +309,42 @@ def gap_out(gap: Gap | None, path: str) -> GapOut:
     )
 
 
-def quarter_out(figures: QuarterFigures, path: str) -> QuarterForecastOut:
+def review_out(review: ForecastReview, path: str) -> ForecastReviewOut:
+    return ForecastReviewOut(
+        previous_as_of=review.previous_as_of.to_pydatetime()
+        if review.previous_as_of is not None
+        else None,
+        previous_expected_revenue=finite_or_none(review.previous_expected_revenue),
+        change=finite_or_none(review.change),
+        change_share=finite_or_none(review.change_share),
+        quota_deviation=finite_or_none(review.quota_deviation),
+        threshold=review.threshold,
+        moved=review.moved,
+        off_quota=review.off_quota,
+        flagged=review.flagged,
+        reasons=list(review.reasons),
+        new_business_change=finite_or_none(review.new_business_change),
+        deals_moved=review.deals_moved,
+        deals=[
+            DealMoveOut(
+                opportunity_id=m.opportunity_id,
+                kind=m.kind,
+                before=finite(m.before, f"{path}.deals[{k}].before"),
+                after=finite(m.after, f"{path}.deals[{k}].after"),
+                change=finite(m.change, f"{path}.deals[{k}].change"),
+                amount_before=finite_or_none(m.amount_before),
+                amount_after=finite_or_none(m.amount_after),
+            )
+            for k, m in enumerate(review.deals)
+        ],
+    )
+
+
+def quarter_out(
+    forecast: PipelineForecast, path: str, review: ForecastReview
+) -> QuarterForecastOut:
     """One team's or rep's figures as the forecast route and the page show them."""
+    figures = forecast.figures
     result = figures.result
     attainment = figures.attainment
     gap = figures.gap
@@ -316,6 +366,8 @@ def quarter_out(figures: QuarterFigures, path: str) -> QuarterForecastOut:
         gap=gap_out(gap, f"{path}.gap") if gap else None,
         open_deals=figures.open_deals,
         new_business=finite(figures.new_business, f"{path}.new_business"),
+        forecasts=period_forecasts(forecast, f"{path}.forecasts"),
+        review=review_out(review, f"{path}.review"),
     )
 
 
@@ -337,18 +389,21 @@ def _flow_kind(changes: Sequence[DealChange]) -> DealFlowKind:
     )
 
 
-def team_forecast_response(quarter: TeamQuarterForecast) -> TeamForecastResponse:
-    """The team's quarter as the forecast route answers it and the page embeds it."""
+def team_forecast_response(
+    quarter: TeamQuarterForecast, reviews: Mapping[str | None, ForecastReview]
+) -> TeamForecastResponse:
+    """The team's quarter as the forecast route answers it and the page embeds it, with each
+    figure's review (`reviews`: by owner id, None for the team; models.forecast_store)."""
     flow = quarter.flow
     return TeamForecastResponse(
         team=quarter.team,
         period=quarter.quarter.period,
         as_of=quarter.as_of.to_pydatetime(),
-        **quarter_out(quarter.figures, "team").model_dump(),
+        **quarter_out(quarter.forecast, "team", reviews[None]).model_dump(),
         reps=[
             RepForecastOut(
                 owner_id=rep.owner_id,
-                **quarter_out(rep.forecast.figures, f"reps[{k}]").model_dump(),
+                **quarter_out(rep.forecast, f"reps[{k}]", reviews[rep.owner_id]).model_dump(),
             )
             for k, rep in enumerate(quarter.reps)
         ],

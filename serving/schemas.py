@@ -294,6 +294,11 @@ class Baselines(BaseModel):
     stage_weight_crm: Finite = Field(description="the CRM's probability of the stage")
     stage_weight_empirical: Finite = Field(description="the stage's historical win rate")
     commit: Finite = Field(description="the historical win rate of the forecast category")
+    manual_weight: Finite | None = Field(
+        None,
+        description="the probability the manager typed (`manual_probability` of the deal's "
+        "history row in force at as_of); null when none is typed",
+    )
 
 
 class RiskFlagOut(BaseModel):
@@ -430,6 +435,12 @@ class PeriodForecasts(BaseModel):
     stage_weight_empirical: Finite
     commit: Finite
     model: Finite
+    manual_weight: Finite | None = Field(
+        None,
+        description="won to date + amount x the manager's typed probability, deals closing "
+        "this quarter (a deal without one at its CRM stage weight); null when no open deal "
+        "carries a typed probability",
+    )
 
 
 class ProcessTargetOut(BaseModel):
@@ -502,6 +513,35 @@ class AttainmentResponse(BaseModel):
     model: ModelRef
 
 
+class DealMoveOut(BaseModel):
+    opportunity_id: str
+    kind: Literal["new", "won", "lost", "pushed", "pulled_in", "amount", "probability"]
+    before: Finite = Field(description="its part of the previous expected revenue (0: absent)")
+    after: Finite = Field(description="its part of this one (an open deal: amount x P(in period))")
+    change: Finite
+    amount_before: Finite | None
+    amount_after: Finite | None
+
+
+class ForecastReviewOut(BaseModel):
+    """This forecast against the previous one of the same team-quarter (the latest kept with
+    an earlier as_of) and against the quota: the seeds' review beyond +-15%."""
+
+    previous_as_of: datetime | None = Field(description="null: no earlier forecast kept")
+    previous_expected_revenue: Finite | None
+    change: Finite | None = Field(description="expected revenue now - then")
+    change_share: Finite | None = Field(description="change / then")
+    quota_deviation: Finite | None = Field(description="(expected revenue - quota) / quota")
+    threshold: Finite
+    moved: bool = Field(description="|change_share| > threshold")
+    off_quota: bool = Field(description="|quota_deviation| > threshold")
+    flagged: bool = Field(description="moved or off_quota: review it")
+    reasons: list[str]
+    new_business_change: Finite | None
+    deals_moved: int = Field(description="deals whose part changed; the largest are listed")
+    deals: list[DealMoveOut] = Field(description="the deals that moved it most, largest first")
+
+
 class QuarterForecastOut(BaseModel):
     """A team's or rep's quarter: the numbers the manager's page shows."""
 
@@ -521,6 +561,12 @@ class QuarterForecastOut(BaseModel):
     open_deals: int
     new_business: Finite = Field(
         description="expected revenue of deals not yet created (a rep: its share of the team's)"
+    )
+    forecasts: PeriodForecasts = Field(
+        description="expected closed-won revenue by each forecast method, side by side"
+    )
+    review: ForecastReviewOut = Field(
+        description="the change since the previous forecast, and the deviation flags"
     )
 
 

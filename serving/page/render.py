@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
+from models.forecast_review import ForecastReview
 from models.team_quarter import COVERAGE_TARGET, DealChange, Gap
 from serving.page.view import (
     FORECAST_JSON_ID,
@@ -802,6 +803,83 @@ the end of the quarter.</p>
 </section>"""
 
 
+MOVE_WORDS = {
+    "new": "new deal",
+    "won": "won",
+    "lost": "lost",
+    "pushed": "pushed out of the quarter",
+    "pulled_in": "pulled into the quarter",
+    "amount": "amount changed",
+    "probability": "chance changed",
+}
+
+
+def _review_line(who: str, review: ForecastReview) -> str:
+    flag = (
+        "<strong class='flag'>Review:</strong> " + _e("; ".join(review.reasons)) + "."
+        if review.flagged
+        else "Within ±15% of the previous forecast and of the quota."
+    )
+    if review.previous_as_of is None or review.change is None:
+        since = "No earlier forecast of this quarter is kept."
+    else:
+        share = "" if review.change_share is None else f" ({review.change_share:+.0%})"
+        since = (
+            f"{_signed(review.change)}{share} since the forecast as of "
+            f"{_e(_day(review.previous_as_of))}."
+        )
+    return (
+        f"<li data-owner='{_e(who)}' data-flagged='{str(review.flagged).lower()}'>"
+        f"<strong>{_e(who)}</strong>: {since} {flag}</li>"
+    )
+
+
+def _moves_table(review: ForecastReview) -> str:
+    if not review.deals:
+        return ""
+    rows = "".join(
+        f"<tr><th scope=row>{_e(m.opportunity_id)}</th>"
+        f"<td data-label='What happened'>{_e(MOVE_WORDS[m.kind])}</td>"
+        f"<td class='r num' data-label='Counted then'>{money(m.before)}</td>"
+        f"<td class='r num' data-label='Counted now'>{money(m.after)}</td>"
+        f"<td class='r num' data-label='Change'>{_signed(m.change)}</td></tr>"
+        for m in review.deals
+    )
+    more = review.deals_moved - len(review.deals)
+    nb = review.new_business_change
+    tail = (
+        f"<p class='small muted'>New business not yet created: {_signed(nb)}."
+        + (f" And {more} more deals, smaller." if more > 0 else "")
+        + "</p>"
+        if nb is not None
+        else ""
+    )
+    return f"""<h3>The deals that moved it most</h3><div class="table-wrap">
+<table class="stack" data-testid="review-deals">
+<thead><tr><th scope="col">Deal</th><th scope="col">What happened</th>
+<th scope="col" class="r">Counted then</th><th scope="col" class="r">Counted now</th>
+<th scope="col" class="r">Change</th></tr></thead>
+<tbody>{rows}</tbody></table></div>{tail}"""
+
+
+def _review_section(view: ManagerView) -> str:
+    if view.review is None:
+        return ""
+    lines = [_review_line(f"Team {view.team}", view.review)] + [
+        _review_line(rep.owner_id, rep.review)
+        for rep in view.reps
+        if rep.review is not None and rep.review.flagged
+    ]
+    return f"""<section id="review" data-testid="forecast-review" aria-labelledby="review-h">
+<h2 id="review-h">Since the last forecast</h2>
+<p class="small muted">Each forecast is kept; a forecast that moved more than 15% since the
+previous one of this quarter, or lies more than 15% from its quota, is flagged for review.
+Reps are listed when flagged.</p>
+<ul>{"".join(lines)}</ul>
+{_moves_table(view.review)}
+</section>"""
+
+
 def _footer(view: ManagerView) -> str:
     mode = view.model.mode
     notes = [
@@ -855,6 +933,7 @@ def render_manager_page(view: ManagerView) -> str:
             _coverage_section(view),
             _reps_section(view),
             _at_risk_section(view),
+            _review_section(view),
             _changes_section(view),
             _footer(view),
         )

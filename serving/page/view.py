@@ -43,7 +43,10 @@ from features.reliability import CommitReliability, commit_reliability
 from features.timestamps import TimeLike, to_ns
 from models.actions import EFFECTS_DISCLAIMER
 from models.attainment import AttainmentResult, simulate_attainment
+from models.baselines import MANUAL_WEIGHT
 from models.explain import Driver
+from models.forecast_review import ForecastReview, model_label, records_of
+from models.forecast_store import ForecastStore, keep_and_review
 from models.scoring import BASELINE_NAMES, DealScore, PipelineForecast, Scorer
 from models.team_quarter import (
     DealFlow,
@@ -70,6 +73,7 @@ FORECAST_LABELS: Mapping[str, str] = {
     "stage_weight_crm": "Stage weight (CRM)",
     "stage_weight_empirical": "Stage weight (empirical)",
     "commit": "Commit",
+    "manual_weight": "Manager's weight",
 }
 FORECAST_DESCRIPTIONS: Mapping[str, str] = {
     "model": "won to date + each open deal's amount x its in-period win probability "
@@ -79,6 +83,8 @@ FORECAST_DESCRIPTIONS: Mapping[str, str] = {
     "stage_weight_empirical": "won to date + amount x the historical win rate of the stage, "
     "deals closing this quarter",
     "commit": "won to date + the amount of Commit deals closing this quarter",
+    "manual_weight": "won to date + amount x the probability the manager typed, deals closing "
+    "this quarter (a deal without one at its CRM stage weight)",
 }
 
 
@@ -114,6 +120,7 @@ class RepSummary:
     # model read it at as_of, and the closed Commit deals behind it; None: nothing closed yet.
     commit_hit_rate: float | None = None
     commit_deals: int = 0
+    review: ForecastReview | None = None  # against the rep's previous forecast and quota
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,8 @@ class ManagerView:
     team_commit_hit_rate: float | None = None  # the team's Commit calls won (shrunk)
     # `/v1/teams/{team}/forecast`'s answer for this team and time, as JSON text.
     forecast_json: str = ""
+    # The team's forecast against the previous one kept and its quota (models.forecast_review).
+    review: ForecastReview | None = None
 
     @property
     def days_left(self) -> float:
@@ -221,14 +230,21 @@ def build_manager_view(
     as_of: TimeLike | None = None,
     model_uri: str | None = None,
     seed: int = 0,
+    store: ForecastStore | None = None,
 ) -> ManagerView:
     """The manager's page for `team` in the fiscal quarter containing `as_of` (default: the
-    export's last change). `model_uri` is only shown on the page (where the scores came from).
+    export's last change). `model_uri` is shown on the page (where the scores came from) and
+    names the model in the kept forecasts. `store`: where the team's and reps' forecasts are
+    kept and their previous ones read (models.forecast_store); without it each is reviewed
+    against its quota only.
     """
     try:
         quarter = build_team_quarter(export, scorer, team=team, as_of=as_of, seed=seed)
     except TeamQuarterInputError as error:
         raise PageInputError(error.field, error.problem) from error
+    reviews = keep_and_review(
+        store, records_of(quarter, model=model_label(model_uri, scorer.bundle.metadata))
+    )
     when = quarter.as_of
     period_start, period_end = quarter.quarter.start, quarter.quarter.end
     forecast = quarter.forecast
@@ -252,6 +268,7 @@ def build_manager_view(
             owner_id=rep.owner_id,
             commit_hit_rate=_finite(commit.rep_rate[k]),
             commit_deals=int(commit.rep_closed[k]),
+            review=reviews[rep.owner_id],
         )
         for k, rep in enumerate(quarter.reps)
     )
@@ -303,7 +320,8 @@ def build_manager_view(
             **_range_coverage(scorer.bundle.metadata.get("backtest") or {}),
         ),
         team_commit_hit_rate=_finite(commit.team_rate[0]) if len(owners) else None,
-        forecast_json=team_forecast_response(quarter).model_dump_json(),
+        forecast_json=team_forecast_response(quarter, reviews).model_dump_json(),
+        review=reviews[None],
     )
 
 
@@ -331,12 +349,19 @@ def _forecast_lines(forecast: PipelineForecast) -> tuple[ForecastLine, ...]:
             value=float(values[name]),
             description=FORECAST_DESCRIPTIONS[name],
         )
-        for name in ("model", *BASELINE_NAMES)
+        # The manager's weight only where the export carries typed probabilities.
+        for name in ("model", *BASELINE_NAMES, MANUAL_WEIGHT)
+        if name in values
     )
 
 
 def _rep_summary(
-    forecast: PipelineForecast, *, owner_id: str, commit_hit_rate: float | None, commit_deals: int
+    forecast: PipelineForecast,
+    *,
+    owner_id: str,
+    commit_hit_rate: float | None,
+    commit_deals: int,
+    review: ForecastReview | None = None,
 ) -> RepSummary:
     figures = forecast.figures
     return RepSummary(
@@ -352,6 +377,7 @@ def _rep_summary(
         new_business=figures.new_business,
         commit_hit_rate=commit_hit_rate,
         commit_deals=commit_deals,
+        review=review,
     )
 
 

@@ -3,13 +3,16 @@
 The same numbers the manager's page shows (the page embeds this very JSON), from the same
 export (`DEALCAST_DATA_DIR`, `serving.routes.page.configured_export`) and the one assembly
 of models.team_quarter; the deals are scored without explanations, which the figures do
-not use.
+not use. Each answer's forecasts are kept beside the export (models.forecast_store) and
+reviewed against the previous ones of the same team-quarter (`review`).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from models.forecast_review import model_label, records_of
+from models.forecast_store import ForecastStore, keep_and_review
 from models.team_quarter import TeamQuarterInputError, build_team_quarter
 from serving.auth import TeamKey
 from serving.compute import json_response
@@ -52,4 +55,10 @@ def team_forecast(
         )
     except TeamQuarterInputError as error:
         raise RequestInvalid({error.field: error.problem}) from error
-    return json_response(team_forecast_response(quarter))
+    # Kept beside the export (configured_export needs a data folder), reviewed against the
+    # previous forecast kept of this team-quarter: the page does the same.
+    reviews = keep_and_review(
+        ForecastStore.beside(settings.data_dir) if settings.data_dir is not None else None,
+        records_of(quarter, model=model_label(loaded.uri, loaded.scorer.bundle.metadata)),
+    )
+    return json_response(team_forecast_response(quarter, reviews))

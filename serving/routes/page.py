@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from features.loading import CrmExport, load_export
+from models.forecast_store import ForecastStore
 from serving.auth import TeamPage
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import RequestInvalid, ServiceError, documented
@@ -87,7 +88,12 @@ def team_page(
     export = configured_export(settings)
     try:
         view = build_manager_view(
-            export, loaded.scorer, team=team, as_of=as_of, model_uri=loaded.uri
+            export,
+            loaded.scorer,
+            team=team,
+            as_of=as_of,
+            model_uri=loaded.uri,
+            store=ForecastStore.beside(settings.data_dir) if settings.data_dir else None,
         )
     except PageInputError as error:
         raise RequestInvalid({error.field: error.problem}) from error

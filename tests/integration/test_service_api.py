@@ -107,7 +107,19 @@ def test_score_one_deal_explained(client: TestClient, open_deals: list[dict[str,
         )
         assert 0 <= interval["low"] <= score[name] <= interval["high"] <= 1
     assert score["win_in_period_probability"] <= score["win_probability"] + 1e-12
-    assert set(score["baselines"]) == {"stage_weight_crm", "stage_weight_empirical", "commit"}
+    assert set(score["baselines"]) == {
+        "stage_weight_crm",
+        "stage_weight_empirical",
+        "commit",
+        "manual_weight",  # the manager's typed probability, null where none is typed
+    }
+    typed = max(deal["history"], key=lambda row: pd.Timestamp(row["changed_at"])).get(
+        "manual_probability"
+    )  # the row in force now
+    if typed is None:
+        assert score["baselines"]["manual_weight"] is None
+    else:
+        assert score["baselines"]["manual_weight"] == pytest.approx(typed / 100.0)
     assert score["grade"] in {"A", "B", "C", "D", "E"}
     assert score["risk_level"] in {"high", "medium", "low"}
     assert 1 <= len(score["drivers"]) <= 3
@@ -559,6 +571,7 @@ def test_attainment_of_a_team(client: TestClient, open_deals: list) -> None:
         "stage_weight_empirical",
         "commit",
         "model",
+        "manual_weight",  # null when no open deal carries a typed probability
     }
     ids = {d["opportunity_id"] for d in deals}
     for deal in result["at_risk"]:

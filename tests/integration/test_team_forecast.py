@@ -13,13 +13,18 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from features.config import FeatureConfig
+from features.fiscal import quarter_bounds
 from features.loading import CrmExport, export_as_of, load_export
 from models.team_quarter import deal_payloads, teams_of
 from serving.app import create_app
@@ -39,7 +44,10 @@ QUARTER_KEYS = {
     "gap",
     "open_deals",
     "new_business",
+    "forecasts",
+    "review",
 }
+METHODS = ("model", "stage_weight_crm", "stage_weight_empirical", "commit", "manual_weight")
 COMPARED = ("p_attain", "expected_revenue", "p10", "p50", "p90", "status", "coverage")
 GAP_FROM_ATTAINMENT = (
     "remaining_quota",
@@ -127,6 +135,13 @@ def _agree(attainment: dict[str, Any], quarter: dict[str, Any], label: str) -> N
     for key in GAP_FROM_ATTAINMENT:
         assert attainment["gap"][key] == _same(quarter["gap"][key]), (label, key)
     assert attainment["gap"]["process"] == []  # /v1/attainment has no activity history
+    # The forecast by method, manual_weight included (null for both when nobody typed).
+    assert set(quarter["forecasts"]) == set(METHODS)
+    for method in METHODS:
+        assert attainment["baselines"][method] == _same(quarter["forecasts"][method]), (
+            label,
+            method,
+        )
 
 
 def test_page_route_and_attainment_agree_for_every_team_and_rep(
@@ -243,3 +258,184 @@ def test_the_forecast_needs_a_key(forecast_client: TestClient, export: CrmExport
     response = forecast_client.get(f"/v1/teams/{team}/forecast", headers={"X-API-Key": ""})
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
+
+
+def _states(export: CrmExport, owners: set[str], when: pd.Timestamp) -> pd.DataFrame:
+    """The owners' open deals' last history rows at or before `when`, from the raw history."""
+    ids = _open_ids(export, owners, when)
+    history = export.history[export.history["changed_at"] <= when]
+    last = history.sort_values("changed_at", kind="stable").groupby("opportunity_id").tail(1)
+    return last[last["opportunity_id"].astype(str).isin(ids)]
+
+
+def test_the_managers_weight_is_a_fourth_forecast_where_managers_type(
+    forecast_client: TestClient, export: CrmExport
+) -> None:
+    """manual_weight: won to date + the typed probability (the CRM stage weight where none)
+    x amount over open deals closing this quarter, recomputed here from the raw rows; null for
+    a team none of whose open deals carries a typed value; on the page only for the former."""
+    typed_teams = untyped_teams = 0
+    for team in teams_of(export):
+        forecast = forecast_client.get(f"/v1/teams/{team}/forecast").json()
+        when = pd.Timestamp(forecast["as_of"])
+        owners = set(export.owners.loc[export.owners["team"] == team, "owner_id"].astype(str))
+        rows = _states(export, owners, when)
+        typed = rows["manual_probability"].notna()
+        _, end = quarter_bounds(
+            np.array([when.value]), start_month=FeatureConfig().fiscal_year_start_month
+        )
+        closing = pd.to_datetime(rows["close_date"], utc=True) < pd.Timestamp(end[0], tz="UTC")
+        weight = rows["manual_probability"].fillna(rows["probability"]) / 100.0
+        expected = forecast["won_to_date"] + float(
+            (weight * rows["amount"].fillna(0.0))[closing].sum()
+        )
+        page = forecast_client.get(f"/v1/teams/{team}/page").text
+        if typed.any():
+            typed_teams += 1
+            assert forecast["forecasts"]["manual_weight"] == pytest.approx(expected, rel=1e-9)
+            assert "Manager&#x27;s weight" in page or "Manager's weight" in page
+        else:
+            untyped_teams += 1
+            assert forecast["forecasts"]["manual_weight"] is None
+            assert "Manager's weight" not in page and "Manager&#x27;s weight" not in page
+        for rep in forecast["reps"]:
+            mine = rows["opportunity_id"].map(
+                export.opportunities.set_index("opportunity_id")["owner_id"].astype(str)
+            )
+            assert (rep["forecasts"]["manual_weight"] is None) == (
+                not typed[mine == rep["owner_id"]].any()
+            ), rep["owner_id"]
+    assert typed_teams and untyped_teams  # the world's managers type in some teams only
+
+
+def test_a_deal_shows_the_managers_weight_only_when_it_carries_one(
+    forecast_client: TestClient, export: CrmExport
+) -> None:
+    when = pd.Timestamp(export.history["changed_at"].max())
+    rows = _states(export, set(export.owners["owner_id"].astype(str)), when)
+    typed = rows[rows["manual_probability"].notna()].iloc[0]
+    untyped = rows[rows["manual_probability"].isna()].iloc[0]
+    ids = [str(typed["opportunity_id"]), str(untyped["opportunity_id"])]
+    response = forecast_client.post(
+        "/v1/score",
+        json={
+            "deals": deal_payloads(export_as_of(export, when), ids),
+            "as_of": when.isoformat(),
+            "explain": False,
+        },
+    )
+    assert response.status_code == 200, response.text
+    scores = {s["opportunity_id"]: s for s in response.json()["scores"]}
+    assert scores[ids[0]]["baselines"]["manual_weight"] == pytest.approx(
+        typed["manual_probability"] / 100.0
+    )
+    assert scores[ids[1]]["baselines"]["manual_weight"] is None
+    assert scores[ids[1]]["baselines_in_period"]["manual_weight"] is None
+
+
+@pytest.fixture
+def fresh_client(registry: Registry, tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+    """The app on a copy of the world, so that its forecast store starts empty."""
+    data = tmp_path / "world"
+    shutil.copytree(registry.root / "world", data, ignore=shutil.ignore_patterns(".dealcast"))
+    settings = service_settings(
+        registry, model_uri=f"models:/dealcast/{registry.version}", data_dir=data
+    )
+    with TestClient(
+        create_app(settings), headers={"X-API-Key": API_KEY}, raise_server_exceptions=False
+    ) as test:
+        yield test, data
+
+
+def _last_rows(export: CrmExport, when: pd.Timestamp) -> pd.DataFrame:
+    history = export.history[export.history["changed_at"] <= when]
+    last = history.sort_values("changed_at", kind="stable").groupby("opportunity_id").tail(1)
+    return last.set_index(last["opportunity_id"].astype(str))
+
+
+def _earlier_in_quarter(end: pd.Timestamp) -> pd.Timestamp:
+    """Up to two weeks before `end`, in its fiscal quarter."""
+    start, _ = quarter_bounds(
+        np.array([end.value]), start_month=FeatureConfig().fiscal_year_start_month
+    )
+    return max(end - pd.Timedelta(days=14), end - (end - pd.Timestamp(start[0], tz="UTC")) / 2)
+
+
+def test_the_forecast_is_kept_and_reviewed_against_the_previous_one(
+    fresh_client: tuple[TestClient, Path], export: CrmExport
+) -> None:
+    client, data = fresh_client
+    team = teams_of(export)[0]
+    end = pd.Timestamp(export.history["changed_at"].max())
+    # Two weeks apart within one quarter (the later one first: order of asking is not order
+    # of as_of); the earlier one has nothing before it.
+    later_at, earlier_at = end, _earlier_in_quarter(end)
+    later = client.get(f"/v1/teams/{team}/forecast", params={"as_of": later_at.isoformat()})
+    assert later.status_code == 200, later.text
+    assert later.json()["review"]["previous_as_of"] is None
+    earlier = client.get(f"/v1/teams/{team}/forecast", params={"as_of": earlier_at.isoformat()})
+    first = earlier.json()
+    assert first["period"] == later.json()["period"], "both in one quarter"
+    assert first["review"]["previous_as_of"] is None and first["review"]["deals"] == []
+    assert (data / ".dealcast" / "forecasts.sqlite").is_file()
+    now = client.get(f"/v1/teams/{team}/forecast", params={"as_of": later_at.isoformat()}).json()
+    review = now["review"]
+    assert pd.Timestamp(review["previous_as_of"]) == pd.Timestamp(first["as_of"])
+    assert review["previous_expected_revenue"] == pytest.approx(first["expected_revenue"])
+    change = now["expected_revenue"] - first["expected_revenue"]
+    assert review["change"] == pytest.approx(change)
+    share = change / first["expected_revenue"]
+    assert review["change_share"] == pytest.approx(share)
+    assert review["moved"] is (abs(share) > 0.15)
+    if now["quota"]:
+        deviation = now["expected_revenue"] / now["quota"] - 1.0
+        assert review["quota_deviation"] == pytest.approx(deviation)
+        assert review["off_quota"] is (abs(deviation) > 0.15)
+    assert review["flagged"] is (review["moved"] or review["off_quota"])
+    assert bool(review["reasons"]) is review["flagged"]
+    # The deals listed moved as the raw history says, largest part first.
+    deals = review["deals"]
+    assert deals and review["deals_moved"] >= len(deals)
+    assert [abs(d["change"]) for d in deals] == sorted(
+        (abs(d["change"]) for d in deals), reverse=True
+    )
+    then, at = _last_rows(export, earlier_at), _last_rows(export, later_at)
+    stages = export.stages
+    for deal in deals:
+        deal_id = deal["opportunity_id"]
+        assert deal["change"] == pytest.approx(deal["after"] - deal["before"])
+        stage_now = str(at.at[deal_id, "stage"])
+        if deal["kind"] == "won":
+            assert stage_now in stages.won_stages
+            assert deal["after"] == pytest.approx(at.at[deal_id, "amount"])
+        elif deal["kind"] == "lost":
+            assert stage_now in stages.lost_stages and deal["after"] == 0.0
+            assert str(then.at[deal_id, "stage"]) in stages.open_stages
+        elif deal["kind"] == "new":
+            assert stage_now in stages.open_stages
+            assert deal_id not in then.index or str(then.at[deal_id, "stage"]) not in (
+                stages.open_stages
+            )
+        else:
+            assert stage_now in stages.open_stages
+            assert str(then.at[deal_id, "stage"]) in stages.open_stages
+    if review["deals_moved"] == len(deals):  # all listed: the parts make the whole
+        parts = sum(d["change"] for d in deals) + review["new_business_change"]
+        assert parts == pytest.approx(change, rel=1e-6, abs=1e-3)
+    # Each rep is reviewed against its own previous forecast.
+    earlier_reps = {r["owner_id"]: r for r in first["reps"]}
+    for rep in now["reps"]:
+        previous = earlier_reps[rep["owner_id"]]
+        assert rep["review"]["previous_expected_revenue"] == pytest.approx(
+            previous["expected_revenue"]
+        )
+    # The page shows the same review, and says what moved it.
+    page = client.get(f"/v1/teams/{team}/page", params={"as_of": later_at.isoformat()}).text
+    assert json.loads(DATA.findall(page)[0])["review"] == review
+    section = page[page.index('data-testid="forecast-review"') :]
+    assert "since the forecast as of" in section
+    assert html.escape(deals[0]["opportunity_id"]) in section
+    assert ("Review:" in section) is review["flagged"]
+    flagged_reps = [r["owner_id"] for r in now["reps"] if r["review"]["flagged"]]
+    for owner in flagged_reps:
+        assert f"data-owner='{html.escape(owner)}' data-flagged='true'" in section
