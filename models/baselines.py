@@ -171,31 +171,16 @@ def has_manual_probabilities(frame: Columns) -> bool:
 
 
 @dataclass
-class ManualWeight:
-    """The manager's typed probability; a deal without one takes its CRM stage weight."""
+class ManualWeight(StageWeightCRM):
+    """The manager's typed probability; a deal without one takes its CRM stage weight (the
+    same fit, in-period rule and period weights as StageWeightCRM, over these probabilities)."""
 
     target: Target = "won"
     name: str = MANUAL_WEIGHT
 
-    def fit(
-        self, frame: Columns, outcome: np.ndarray, *, weight: np.ndarray | None = None
-    ) -> ManualWeight:
-        # Nothing to learn: the fallback is the CRM stage weight, fitted as that baseline is.
-        self.fallback_ = StageWeightCRM(self.target).fit(frame, outcome, weight=weight)
-        return self
-
-    def _probability(self, frame: Columns) -> np.ndarray:
+    def _configured(self, frame: Columns) -> np.ndarray:
         typed = typed_probability(frame)
-        return np.where(np.isnan(typed), self.fallback_._configured(frame), typed)
-
-    def predict_proba(self, frame: Columns) -> np.ndarray:
-        p = self._probability(frame)
-        if self.target == "won_in_period":
-            p = np.where(_close_in_period(frame), p, 0.0)
-        return p
-
-    def period_weights(self, frame: Columns) -> np.ndarray:
-        return np.where(_close_in_period(frame), self._probability(frame), 0.0)
+        return np.where(np.isnan(typed), super()._configured(frame), typed)
 
 
 Baseline = StageWeightCRM | StageWeightEmpirical | CommitBaseline | ManualWeight
