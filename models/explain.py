@@ -30,7 +30,7 @@ import functools
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -299,6 +299,9 @@ class _Reader:
     categorical: dict[int, np.ndarray]
     factor_of: tuple[int, ...]
     factor_names: tuple[str, ...]
+    # A feature's phrase, by (deal, feature): the factors and the top drivers quote the
+    # same features, and a phrase costs more than the lookup.
+    _phrases: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def value(self, i: int, j: int) -> float | str | None:
         if j in self.categorical:
@@ -309,10 +312,14 @@ class _Reader:
 
     def phrase(self, i: int, j: int) -> str:
         """`describe` of feature j, with the companion feature it quotes (models.factors)."""
+        known = self._phrases.get((i, j))
+        if known is not None:
+            return known
         pair = COMPANIONS.get(self.catalog[j].name)
         other = self.column_of.get(pair[0]) if pair is not None else None
         companion = self.value(i, other) if other is not None else None
-        return describe(self.catalog[j], self.value(i, j), companion)
+        phrase = self._phrases[(i, j)] = describe(self.catalog[j], self.value(i, j), companion)
+        return phrase
 
     @functools.cached_property
     def column_of(self) -> dict[str, int]:
