@@ -163,6 +163,17 @@ def _backtest_summary(metrics: dict) -> str:
     coverage = metrics["period"]["model"]["coverage_80"]
     n = metrics["period"]["model"]["n_team_quarters"]
     lines.append(f"attainment 80% interval coverage: {coverage} over {n} team-quarters")
+    manual = metrics["deal"].get("manual_weight")
+    if manual is not None:
+        period = metrics["period"]["manual_weight"]
+        typed = manual["on_typed"]
+        lines.append(
+            f"manual_weight: typed on {manual['n_typed']} of {manual['overall']['n']} snapshots "
+            f"and {period['n_team_quarters_typed']} of {period['n_team_quarters']} team-quarters "
+            f"(the others at {manual['fallback']}); Brier of won on the typed snapshots: "
+            f"manual {typed['manual_weight']['brier']:.4f}, stage weight "
+            f"{typed[manual['fallback']]['brier']:.4f}, model {typed['model']['brier']:.4f}"
+        )
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dealcast.cli import _backtest_summary
 from features.loading import load_export
 from models.baselines import MANUAL_WEIGHT
 from training.backtest import FORECASTERS, BacktestConfig, run_backtest
@@ -81,6 +82,15 @@ def test_manual_weight_is_judged_with_the_deals_and_team_quarters_it_covers(
         periods.loc[typed, "forecast_manual_weight"]
         != periods.loc[typed, "forecast_stage_weight_crm"]
     ).any()
+
+
+def test_the_cli_summary_says_what_manual_weight_covers(report: Path) -> None:
+    metrics = json.loads((report / "metrics.json").read_text())
+    manual = metrics["deal"][MANUAL_WEIGHT]
+    line = _backtest_summary(metrics).splitlines()[-1]
+    assert line.startswith(f"manual_weight: typed on {manual['n_typed']} of ")
+    assert f"{manual['on_typed'][MANUAL_WEIGHT]['brier']:.4f}" in line
+    assert "(the others at stage_weight_crm)" in line
 
 
 def test_report_has_plots_and_tables(report: Path) -> None:
