@@ -130,15 +130,24 @@ class ForecastStore:
     ) -> ForecastRecord | None:
         """The latest record of this team's (owner_id None) or rep's quarter with an as-of
         time before `before` (the earliest made, of those at that time); None if none."""
+        return self.previous_of([(team, owner_id, period, before)])[0]
+
+    def previous_of(
+        self, keys: Sequence[tuple[str, str | None, str, pd.Timestamp]]
+    ) -> list[ForecastRecord | None]:
+        """`previous` of each (team, owner_id, period, before), over one connection."""
         if not self.path.exists():
-            return None
+            return [None] * len(keys)
         with closing(self._connect()) as connection:
-            row = connection.execute(
-                "SELECT * FROM forecasts WHERE team = ? AND owner_key = ? AND period = ? "
-                "AND as_of < ? ORDER BY as_of DESC, made_at ASC LIMIT 1",
-                (team, owner_id if owner_id is not None else _TEAM, period, _time(before)),
-            ).fetchone()
-        return None if row is None else _record(row)
+            rows = [
+                connection.execute(
+                    "SELECT * FROM forecasts WHERE team = ? AND owner_key = ? AND period = ? "
+                    "AND as_of < ? ORDER BY as_of DESC, made_at ASC LIMIT 1",
+                    (team, owner_id if owner_id is not None else _TEAM, period, _time(before)),
+                ).fetchone()
+                for team, owner_id, period, before in keys
+            ]
+        return [None if row is None else _record(row) for row in rows]
 
     def records(self) -> list[ForecastRecord]:
         """Every record, in the order kept."""
@@ -189,10 +198,8 @@ def keep_and_review(
     previous: dict[str | None, ForecastRecord | None] = {r.owner_id: None for r in records}
     if store is not None:
         try:
-            for r in records:
-                previous[r.owner_id] = store.previous(
-                    team=r.team, owner_id=r.owner_id, period=r.period, before=r.as_of
-                )
+            found = store.previous_of([(r.team, r.owner_id, r.period, r.as_of) for r in records])
+            previous.update(zip((r.owner_id for r in records), found, strict=True))
             store.append(records)
         except (sqlite3.Error, OSError) as error:
             logger.warning("forecasts not kept in %s: %s", store.path, error)
