@@ -73,14 +73,16 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
         finally:
             await anyio.to_thread.run_sync(store.stop)
 
-    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from this service (assets
-    # shipped in the fastapi-offline package), never from a CDN. No trailing-slash redirects:
-    # Starlette's would build an absolute Location from the request's Host header.
+    # FastAPIOffline: /docs loads Swagger UI from this service (assets shipped in the
+    # fastapi-offline package), never from a CDN. No /redoc: its bundle still fetches a logo
+    # from its vendor's CDN. No trailing-slash redirects: Starlette's would build an absolute
+    # Location from the request's Host header.
     app = FastAPIOffline(
         title="dealcast",
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        redoc_url=None,
         redirect_slashes=False,
     )
     app.state.settings = settings
