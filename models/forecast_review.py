@@ -18,7 +18,7 @@ The change is split over the deals that made it, each classed by what happened t
 
 - new: open now, not in the previous record (created, or reopened, since);
 - won: won now, open (or absent) before; its change is its amount less what it was counted for;
-- lost: open before, neither open nor won now (lost, or moved to another owner);
+- lost: in the previous record, not in this one (lost, or moved to another owner);
 - pushed: open in both, counted in the quarter before and not now (close date moved out);
 - pulled_in: open in both, not counted in the quarter before and counted now;
 - amount: open in both, the amount changed (a probability change alongside is folded in);
@@ -146,9 +146,9 @@ def _move(
     a = after.contribution if after is not None else 0.0
     kind: MoveKind
     if after is None:
-        if before is None or before.state == "won":
-            return None  # won before and still counted: not in `after` only if it left the team
-        kind = "lost"
+        if before is None:
+            return None
+        kind = "lost"  # lost, or (a deal won before) moved out of this team's or rep's books
     elif after.state == "won":
         if before is not None and before.state == "won":
             if a == b:

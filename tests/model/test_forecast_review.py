@@ -212,3 +212,14 @@ def test_a_changed_record_is_a_new_one_for_another_model(tmp_path: Path) -> None
     store = ForecastStore(tmp_path / "forecasts.sqlite")
     first = _record(BEFORE)
     assert store.append([first, replace(first, model="models:/dealcast/2")]) == 2
+
+
+def test_a_deal_that_leaves_the_books_is_told_and_the_parts_still_add_up() -> None:
+    """A won deal moved to another rep leaves this rep's won to date: its part goes too."""
+    before = _record((_won("W", 3_000.0), _open("A", 1_000.0, 0.5)), new_business=0.0)
+    after = _record(
+        (_open("A", 1_000.0, 0.5),), new_business=0.0, as_of=MONDAY + pd.Timedelta(days=7)
+    )
+    result = review(after, before)
+    assert [(m.opportunity_id, m.kind, m.change) for m in result.deals] == [("W", "lost", -3_000.0)]
+    assert result.change == pytest.approx(-3_000.0)
