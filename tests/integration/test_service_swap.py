@@ -1,6 +1,7 @@
 """Hot swap: the alias moves while a load generator hammers the real service; no request
 fails, the served version changes, and versions that fail to load or to warm up are never
-served."""
+served. With one worker process and with two (`dealcast serve --workers 2`), each of which
+watches the alias and swaps on its own."""
 
 from __future__ import annotations
 
@@ -105,13 +106,33 @@ class Load:
         return False
 
 
+def versions_by_process(base: str, *, workers: int, timeout: float) -> dict[int, str | None]:
+    """The version each worker process serves, from /ready on new connections (the kernel
+    hands each to one of the processes) until every one of `workers` has answered."""
+    seen: dict[int, str | None] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers and time.monotonic() < deadline:
+        try:
+            ready = httpx.get(f"{base}/ready", timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.2)
+            continue
+        body = ready.json()
+        seen[body["process"]] = (body["model"] or {}).get("version") if ready.is_success else None
+    return seen
+
+
 @pytest.fixture
-def watched_server(registry: Registry, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def watched_server(
+    registry: Registry, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, Path, int]]:
+    workers: int = request.param
     port = free_port()
     log = tmp_path / "service.log"
+    command = [sys.executable, "-m", "dealcast", "serve", "--port", str(port)]
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dealcast", "serve", "--port", str(port)],
+            [*command, "--workers", str(workers)],
             env=service_env(registry, DEALCAST_ALIAS_POLL_SECONDS="0.2"),
             cwd=tmp_path,
             stdout=sink,
@@ -120,25 +141,25 @@ def watched_server(registry: Registry, tmp_path: Path) -> Iterator[tuple[str, Pa
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
+        served = versions_by_process(base, workers=workers, timeout=2)
+        if len(served) == workers and None not in served.values():
+            break
+        time.sleep(0.2)
     try:
-        yield base, log
+        yield base, log, workers
     finally:
         process.terminate()
         process.wait(timeout=60)
 
 
+@pytest.mark.parametrize("watched_server", [1, 2], indirect=True, ids=["1-worker", "2-workers"])
 def test_hot_swap_under_load(
     registry: Registry,
-    watched_server: tuple[str, Path],
+    watched_server: tuple[str, Path, int],
     open_deals: list[dict[str, Any]],
     tmp_path: Path,
 ) -> None:
-    base, log_path = watched_server
+    base, log_path, workers = watched_server
     client = MlflowClient(registry.tracking_uri, registry.tracking_uri)
     first = registry.version
     new = register_bundle_version(registry, tmp=tmp_path / "new", broken_golden=False)
@@ -158,8 +179,9 @@ def test_hot_swap_under_load(
                 client.set_registered_model_alias("dealcast", "champion", bad)
                 time.sleep(1.5)  # several polls of the watcher
             time.sleep(0.5)
-            with httpx.Client(base_url=base, timeout=30) as http:
-                assert http.get("/ready").json()["model"]["version"] == new
+            served_by = versions_by_process(base, workers=workers, timeout=30)
+            assert served_by == dict.fromkeys(served_by, new), served_by
+            assert len(served_by) == workers, served_by
         served = load.served()
         assert load.failures == [], load.failures[:5]
         assert set(served) == {first, new}, served
@@ -171,7 +193,8 @@ def test_hot_swap_under_load(
     finally:
         client.set_registered_model_alias("dealcast", "champion", first)
     log = log_path.read_text()
-    assert f"serving dealcast version {new} (was {first})" in log
+    # Each worker swapped on its own.
+    assert log.count(f"serving dealcast version {new} (was {first})") == workers, log[-3000:]
     assert f"models:/dealcast/{broken} not loaded" in log
     assert f"models:/dealcast/{unloadable} not loaded" in log
     assert "golden deal" in log
