@@ -59,8 +59,10 @@ class StageWeightCRM:
 
     def _configured(self, frame: Columns) -> np.ndarray:
         configured = np.asarray(frame["stage_probability"], dtype=np.float64) / 100.0
-        p = np.where(np.isnan(configured), self.fallback_.predict(frame), configured)
-        return np.clip(p, 0.0, 1.0)
+        missing = np.isnan(configured)
+        if missing.any():  # only then is the fallback worth its lookups
+            configured = np.where(missing, self.fallback_.predict(frame), configured)
+        return np.clip(configured, 0.0, 1.0)
 
     def predict_proba(self, frame: Columns) -> np.ndarray:
         p = self._configured(frame)
@@ -74,6 +76,15 @@ class StageWeightCRM:
 
 
 _MISSING = "(missing)"
+
+
+_FEW_ROWS = 16
+
+
+def _key(value: object) -> object:
+    """One value's group key, as `_keys` gives it."""
+    missing = value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+    return _MISSING if missing else value
 
 
 def _keys(values: np.ndarray) -> np.ndarray:
@@ -106,7 +117,19 @@ class _GroupRate:
         return self
 
     def predict(self, frame: Columns) -> np.ndarray:
-        codes = self.groups_.codes(_keys(np.asarray(frame[self.column])))
+        values = np.asarray(frame[self.column])
+        if values.size <= _FEW_ROWS:
+            # A request's few deals: a lookup each (the whole-array path costs ~15 us a call,
+            # and an answer calls it a dozen times).
+            position = self.groups_.positions
+            return np.array(
+                [
+                    self.rates_[position[key]] if (key := _key(v)) in position else self.overall_
+                    for v in values.tolist()
+                ],
+                dtype=np.float64,
+            )
+        codes = self.groups_.codes(_keys(values))
         return np.where(codes >= 0, self.rates_[np.maximum(codes, 0)], self.overall_)
 
 
