@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
+from features.currencies import convert_amounts
 from features.fiscal import period_bounds
 from serving.errors import BatchTooLarge, RequestInvalid
+from serving.model_store import LoadedModel
 from serving.schemas import AttainmentRequest, Deal
 
 
@@ -72,6 +75,18 @@ def check_deals(deals: Sequence[Deal], stages: Sequence[str]) -> None:
     problems = deal_problems(deals, stages)
     if problems:
         raise RequestInvalid(problems)
+
+
+def model_currency(deals: Sequence[Deal], loaded: LoadedModel) -> list[dict[str, Any]]:
+    """The deals as payloads, their amounts converted to the model's corporate currency with
+    the exchange rates its training used (features.currencies); 422 naming each row whose
+    currency the model has no rate for."""
+    payloads, problems = convert_amounts(
+        [deal.model_dump() for deal in deals], loaded.model.bundle.metadata.get("currencies")
+    )
+    if problems:
+        raise RequestInvalid(problems)
+    return payloads
 
 
 def check_attainment(

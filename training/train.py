@@ -38,6 +38,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from features.config import FeatureConfig
+from features.currencies import recorded_currencies
 from features.deals import DealTables
 from features.loading import CrmExport, export_as_of, load_export
 from features.payload import deals_as_payloads
@@ -224,6 +225,9 @@ def build_bundle(
             "backtest": _headline_metrics(backtest.metrics),
             "code_version": code_version(),
             "risk_flags": risk.summary(),
+            # The corporate currency and exchange rates the export was converted with: the
+            # service converts a request's amounts with the same (features.currencies).
+            "currencies": recorded_currencies(data.export),
         },
         risk=risk,
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 
 from serving.auth import KeyCaller, require_attainment_in_scope
-from serving.checks import check_attainment, check_batch
+from serving.checks import check_attainment, check_batch, model_currency
 from serving.compute import run_scoring
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import documented
@@ -65,7 +65,7 @@ async def attainment(
         forecast = loaded.scorer.forecast_pipeline(
             quota=request.quota,
             won_to_date=request.won_to_date,
-            deals=[deal.model_dump() for deal in request.deals],
+            deals=model_currency(request.deals, loaded),
             team=request.team,
             owner_id=request.owner_id,
             period_end=period_end,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 
 from serving.auth import KeyCaller, require_deals_in_scope
-from serving.checks import check_batch, check_deals
+from serving.checks import check_batch, check_deals, model_currency
 from serving.compute import run_scoring
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import documented
@@ -66,7 +66,7 @@ async def score(
 
     def work() -> ScoreResponse:
         check_deals(request.deals, loaded.stages)
-        payloads = [deal.model_dump() for deal in request.deals]
+        payloads = model_currency(request.deals, loaded)
         as_of = [deal.as_of or request.as_of for deal in request.deals]
         scores = loaded.scorer.score(
             payloads, as_of=as_of, explain=request.explain, top_k=request.top_k

@@ -487,3 +487,43 @@ def test_the_docs_load_without_a_cdn(service: Service) -> None:
             browser.close()
     assert outside == []
     assert httpx.get(f"{service.base}/redoc", timeout=30).status_code == 404
+
+
+# --------------------------------------------------------------------------- item 7
+
+
+@pytest.mark.parametrize("currency", ["ZZZ", "JPY"])
+def test_a_currency_the_model_has_no_rate_for_is_422(
+    service: Service, open_deals: list[dict[str, Any]], currency: str
+) -> None:
+    """The test world is in USD without exchange rates: the model converts nothing else, so
+    a deal in ZZZ or JPY is refused, each row named (it scored like the USD deal before)."""
+    deal = copy.deepcopy(open_deals[0])
+    for row in deal["history"]:
+        row["currency"] = currency
+    rows = {f"deals[0].history[{j}].currency" for j in range(len(deal["history"]))}
+    with httpx.Client(base_url=service.base, headers=KEY, timeout=60) as http:
+        score = _problems(http.post("/v1/score", json={"deals": [deal]}))
+        attainment = _problems(http.post("/v1/attainment", json=_attainment([deal])))
+    assert set(score) == rows
+    assert "USD" in score["deals[0].history[0].currency"]
+    assert set(attainment) == rows
+
+
+def test_amounts_in_the_models_currency_score_as_without_one(
+    service: Service, registry: Registry, open_deals: list[dict[str, Any]]
+) -> None:
+    in_usd = copy.deepcopy(open_deals[0])
+    bare = copy.deepcopy(open_deals[0])
+    for usd, plain in zip(in_usd["history"], bare["history"], strict=True):
+        usd["currency"] = "USD"
+        plain.pop("currency", None)
+    as_of = registry.end.isoformat()
+    with httpx.Client(base_url=service.base, headers=KEY, timeout=60) as http:
+        scores = [
+            http.post("/v1/score", json={"deals": [deal], "as_of": as_of, "explain": False})
+            for deal in (in_usd, bare)
+        ]
+    assert [response.status_code for response in scores] == [200, 200], scores[0].text
+    first, second = (response.json()["scores"][0] for response in scores)
+    assert first["win_probability"] == second["win_probability"]

@@ -45,7 +45,7 @@ def echo() -> TestClient:
     async def echo_body(request: Request) -> dict[str, int]:
         return {"size": len(await request.body())}
 
-    app.add_middleware(BodySizeLimit, max_body_bytes=1024)
+    app.add_middleware(BodySizeLimit, max_body_bytes=1024, body_timeout_seconds=10)
     return TestClient(app)
 
 

@@ -1,5 +1,5 @@
-"""Where a request's work runs: a few deals on the event loop, a batch in a worker thread,
-and the heap settled (frozen) once a model is loaded."""
+"""Where a request's work runs: a few deals on the event loop, a batch (and its JSON answer)
+in a worker thread, and the heap settled (frozen) once a model is loaded."""
 
 from __future__ import annotations
 
@@ -14,20 +14,38 @@ from serving.compute import INLINE_DEALS, json_response, run_scoring
 from serving.settings import SettingsInvalid, load_settings
 
 
+class Threads(BaseModel):
+    work: int
+    answer: int
+
+
+def _threads() -> BaseModel:
+    """Which thread ran the work, and which thread serialises its answer."""
+    work = threading.get_ident()
+
+    class Answered(Threads):
+        def model_dump_json(self, **kwargs: object) -> str:
+            return Threads(work=self.work, answer=threading.get_ident()).model_dump_json()
+
+    return Answered(work=work, answer=0)
+
+
 @pytest.mark.parametrize(
     ("deals", "inline"), [(1, True), (INLINE_DEALS, True), (INLINE_DEALS + 1, False)]
 )
 def test_a_few_deals_run_on_the_loop_a_batch_in_a_worker(deals: int, inline: bool) -> None:
-    async def main() -> tuple[int, int]:
+    async def main() -> tuple[int, Threads]:
         loop_thread = threading.get_ident()
-        return loop_thread, await run_scoring(deals, threading.get_ident)
+        response = await run_scoring(deals, _threads)
+        return loop_thread, Threads.model_validate_json(bytes(response.body))
 
-    loop_thread, work_thread = anyio.run(main)
-    assert (work_thread == loop_thread) is inline
+    loop_thread, threads = anyio.run(main)
+    assert (threads.work == loop_thread) is inline
+    assert threads.answer == threads.work  # the answer is written where the work ran
 
 
 def test_errors_of_the_work_reach_the_caller_from_either_place() -> None:
-    def fail() -> None:
+    def fail() -> BaseModel:
         raise ValueError("bad deal")
 
     for deals in (1, INLINE_DEALS + 1):
