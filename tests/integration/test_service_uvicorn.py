@@ -90,7 +90,13 @@ def test_serves_over_loopback_and_stops_gracefully(
 
     def slow_request() -> None:
         with httpx.Client(base_url=base, timeout=60) as http:
-            body = {"deals": open_deals * 4, "explain": True}
+            # 240 deals: the open deals four times, under new ids (a repeated id is a 422).
+            deals = [
+                {**deal, "opportunity_id": f"{deal['opportunity_id']}-{copy}"}
+                for copy in range(4)
+                for deal in open_deals
+            ]
+            body = {"deals": deals, "explain": True}
             outcome["status"] = http.post("/v1/score", json=body, headers=headers).status_code
 
     worker = threading.Thread(target=slow_request)
