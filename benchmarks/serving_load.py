@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,21 +106,26 @@ def start_service(
     model_uri: str = "models:/dealcast@champion",
     data_dir: Path | None = None,
     ready_within: float = 120.0,
+    workers: int = 1,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`dealcast serve` on the store's model, returned once `/ready` answers 200.
-    `data_dir`: the export the page and the team forecast read (DEALCAST_DATA_DIR)."""
+    `data_dir`: the export the page and the team forecast read (DEALCAST_DATA_DIR);
+    `workers`: its worker processes; `settings`: more DEALCAST_* variables."""
     env = dict(os.environ)
     env.update(
         {
             "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
             "DEALCAST_API_KEYS": API_KEY,
             "DEALCAST_MODEL_URI": model_uri,
+            **(settings or {}),
         }
     )
     if data_dir is not None:
         env["DEALCAST_DATA_DIR"] = str(data_dir)
+    command = [sys.executable, "-m", "dealcast", "serve", "--host", HOST, "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "dealcast", "serve", "--host", HOST, "--port", str(port)],
+        [*command, "--workers", str(workers)],
         env=env,
         cwd=store,
         stdout=subprocess.DEVNULL,
@@ -181,6 +186,8 @@ class RunResult:
     latencies_ms: np.ndarray
     errors: int
     connections: int
+    # (status, ms from due time to answer) of every measured request that got an answer
+    answers: list[tuple[int, float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         lat = self.latencies_ms
@@ -206,6 +213,7 @@ async def open_loop(
     idle: list[Connection] = []
     opened = 0
     latencies: list[float] = []
+    answers: list[tuple[int, float]] = []
     errors = 0
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.05
@@ -236,6 +244,7 @@ async def open_loop(
         done = loop.time()
         idle.append(connection)
         if i >= first_counted:
+            answers.append((status, (done - due) * 1000))
             if status == 200:
                 latencies.append((done - due) * 1000)
             else:
@@ -257,6 +266,7 @@ async def open_loop(
         latencies_ms=np.array(latencies),
         errors=errors,
         connections=opened,
+        answers=answers,
     )
 
 
