@@ -21,13 +21,19 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from features.reliability import team_of_owner
 from serving.dependencies import SettingsDep
 from serving.errors import ServiceError, Unauthorized
-from serving.keys import TeamScope, key_matches, scope_of_key
+from serving.keys import TeamScope, scope_of_key
+from serving.keys import key_matches as key_matches  # re-exported, for older callers
 from serving.model_store import LoadedModel
 from serving.schemas import AttainmentRequest, Deal
-from serving.sessions import SESSION_AUDIENCE, SESSION_COOKIE, GrantExpired, GrantInvalid, read
+from serving.sessions import (
+    SESSION_AUDIENCE,
+    SESSION_COOKIE,
+    GrantExpired,
+    GrantInvalid,
+    PageGrant,
+    read,
+)
 from serving.settings import Settings
-
-__all__ = ["key_matches"]  # re-exported: the pre-body check and the tests use it from here
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -111,6 +117,24 @@ class Caller:
             )
 
 
+def read_or_refuse(
+    token: str,
+    *,
+    secret: str,
+    audience: str,
+    expired: tuple[str, str],
+    invalid: tuple[str, str],
+) -> PageGrant:
+    """The grant `token` carries, or a page (title, message) saying it expired or is not
+    valid."""
+    try:
+        return read(token, secret=secret, audience=audience)
+    except GrantExpired:
+        raise PageRefused(401, title=expired[0], message=expired[1]) from None
+    except GrantInvalid:
+        raise PageRefused(401, title=invalid[0], message=invalid[1]) from None
+
+
 OPEN = Caller("open", TeamScope.every_team())
 
 
@@ -185,20 +209,19 @@ async def require_page_caller(
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and settings.page_secret is not None:
         secret = settings.page_secret.get_secret_value()
-        try:
-            grant = read(cookie, secret=secret, audience=SESSION_AUDIENCE)
-        except GrantExpired:
-            raise PageRefused(
-                401,
-                title="Your sign-in has expired",
-                message="The link you signed in with has expired. Ask for a new link.",
-            ) from None
-        except GrantInvalid:
-            raise PageRefused(
-                401,
-                title="Sign-in not valid",
-                message="This browser's sign-in is not valid. Open the link you were sent again.",
-            ) from None
+        grant = read_or_refuse(
+            cookie,
+            secret=secret,
+            audience=SESSION_AUDIENCE,
+            expired=(
+                "Your sign-in has expired",
+                "The link you signed in with has expired. Ask for a new link.",
+            ),
+            invalid=(
+                "Sign-in not valid",
+                "This browser's sign-in is not valid. Open the link you were sent again.",
+            ),
+        )
         return Caller("session", TeamScope.of(grant.teams))
     if "text/html" in request.headers.get("accept", ""):
         raise PageRefused(

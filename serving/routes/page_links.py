@@ -21,7 +21,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from serving.auth import KeyCaller, PageCaller, PageRefused
+from serving.auth import KeyCaller, PageCaller, PageRefused, read_or_refuse
 from serving.dependencies import SettingsDep
 from serving.errors import ServiceError, documented
 from serving.page import teams_of
@@ -31,11 +31,8 @@ from serving.sessions import (
     MAX_TEAMS,
     SESSION_AUDIENCE,
     SESSION_COOKIE,
-    GrantExpired,
-    GrantInvalid,
     PageGrant,
     grant_for,
-    read,
     session_for,
     sign,
 )
@@ -140,21 +137,20 @@ async def open_page_link(
             message="The link has no sign-in token. Open the whole link you were sent.",
         )
     secret = page_secret(settings)
-    try:
-        link = read(token, secret=secret, audience=LINK_AUDIENCE)
-    except GrantExpired:
-        raise PageRefused(
-            401,
-            title="This link has expired",
-            message="The link you opened has expired. Ask for a new link to your team's page.",
-        ) from None
-    except GrantInvalid:
-        raise PageRefused(
-            401,
-            title="This link is not valid",
-            message="The link you opened is not valid (changed or incomplete). Ask for a new "
-            "link to your team's page.",
-        ) from None
+    link = read_or_refuse(
+        token,
+        secret=secret,
+        audience=LINK_AUDIENCE,
+        expired=(
+            "This link has expired",
+            "The link you opened has expired. Ask for a new link to your team's page.",
+        ),
+        invalid=(
+            "This link is not valid",
+            "The link you opened is not valid (changed or incomplete). Ask for a new link to "
+            "your team's page.",
+        ),
+    )
     session = session_for(link)
     target = team_page_path(link.teams[0]) if len(link.teams) == 1 else INDEX_PATH
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})

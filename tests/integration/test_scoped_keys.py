@@ -25,6 +25,13 @@ from features.payload import deals_as_payloads
 from serving.app import create_app
 from serving.keys import key_digest
 from serving.page import teams_of
+from serving.sessions import (
+    LINK_AUDIENCE,
+    SESSION_AUDIENCE,
+    SESSION_COOKIE,
+    grant_for,
+    sign,
+)
 from tests.integration.conftest import API_KEY, Registry, service_settings
 from tests.integration.test_service_api import as_of_after
 from tests.integration.test_service_uvicorn import STARTUP_SECONDS, free_port, service_env
@@ -346,3 +353,24 @@ def test_weak_access_settings_refuse_to_start(
     assert result.returncode == 1, result.stderr
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_expired_or_forged_session_opens_no_page(
+    scoped_client: TestClient, teams: tuple[str, str]
+) -> None:
+    url = f"/v1/teams/{teams[0]}/page"
+    old = grant_for([teams[0]], hours=1, now=time.time() - 2 * 3600)
+    fresh = grant_for([teams[0]], hours=1)
+    for cookie, title in (
+        (sign(old, secret=PAGE_SECRET, audience=SESSION_AUDIENCE), "Your sign-in has expired"),
+        # A link's token is not a session, nor is a session signed with another secret.
+        (sign(fresh, secret=PAGE_SECRET, audience=LINK_AUDIENCE), "Sign-in not valid"),
+        (sign(fresh, secret="x" * 40, audience=SESSION_AUDIENCE), "Sign-in not valid"),
+    ):
+        response = scoped_client.get(url, headers={"Cookie": f"{SESSION_COOKIE}={cookie}"})
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"].startswith("text/html")
+        assert f"<h1>{title}</h1>" in response.text
+    valid = sign(fresh, secret=PAGE_SECRET, audience=SESSION_AUDIENCE)
+    response = scoped_client.get(url, headers={"Cookie": f"{SESSION_COOKIE}={valid}"})
+    assert response.status_code == 200, response.text
