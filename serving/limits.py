@@ -9,7 +9,11 @@ closing the connection, so that nothing a refused client still sends is read:
   routes' own check (`require_api_key`) still decides what a valid key may see.
 - `Backpressure`: at most `max_queue` `/v1` requests are in the service at once (read,
   queued or being scored); one more is answered 503 with `Retry-After` at once, instead of
-  waiting behind the others until every client times out.
+  waiting behind the others until every client times out. A request of a few deals is scored
+  on the event loop in one go (serving.compute), so the requests read in one turn of the loop
+  would otherwise pass one by one, each finding the others not yet started: each takes its
+  place in the queue first and yields once, so that all of them have, and then the ones
+  beyond `max_queue` are refused.
 - `BodySizeLimit`: a declared `Content-Length` over the limit is refused (413) without
   reading a byte; otherwise the body is read as it streams in (chunked too), counted, and
   refused as soon as the count passes the limit, or with 408 when the whole body has not
@@ -102,23 +106,28 @@ class Backpressure:
         if not _guarded(scope):
             await self.app(scope, receive, send)
             return
-        if self.in_service >= self.max_queue:
-            await refuse(
-                scope,
-                receive,
-                send,
-                status=503,
-                code="overloaded",
-                message=f"the service is at capacity ({self.max_queue} requests in progress); "
-                f"retry in {RETRY_AFTER_SECONDS} s",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
-            return
+        place = self.in_service
         self.in_service += 1
         try:
+            await anyio.sleep(0)  # let the requests read in this turn take their places
+            if place >= self.max_queue:
+                await self._refuse(scope, receive, send)
+                return
             await self.app(scope, receive, send)
         finally:
             self.in_service -= 1
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await refuse(
+            scope,
+            receive,
+            send,
+            status=503,
+            code="overloaded",
+            message=f"the service is at capacity ({self.max_queue} requests in progress); "
+            f"retry in {RETRY_AFTER_SECONDS} s",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
 
 class BodySizeLimit:
