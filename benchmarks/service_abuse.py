@@ -13,7 +13,8 @@ legitimate load. (a) 20 attacker threads each open a connection, announce a 15 M
 without a key and send it in 64 KiB chunks for as long as the service reads, then open the
 next connection 0.1 s after the service closes theirs; the service's resident memory is
 sampled meanwhile. (b) The sustainable rate of one explained deal per request is the highest
-of `--rates` with no error and p99 under 100 ms; then the load runs at twice that, and the
+of `--rates` with no error and p99 under 100 ms (each is tried: on a shared machine a rate
+may fail between two that pass); then the load runs at twice that, and the
 answers are split into served (200) and refused (503 with Retry-After).
 
     python benchmarks/service_abuse.py [--store DIR] [--seconds 20] [--rates 60,90,120,150]
@@ -204,9 +205,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ramp.append(split(run))
                 print(f"{rate:.0f} rps:", ramp[-1], flush=True)
                 served_p99 = ramp[-1]["served_p99_ms"]
-                if run.errors or served_p99 is None or served_p99 >= 100:
-                    break
-                sustainable = rate
+                if not run.errors and served_p99 is not None and served_p99 < 100:
+                    sustainable = rate  # the highest that passed (a noisy rate may fail between)
             if sustainable is None:
                 raise RuntimeError(f"no rate of {args.rates} was sustainable")
             overload = split(
