@@ -84,8 +84,8 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     header_timeout_seconds: int = Field(default=5, ge=1)
     max_connections: int = Field(default=1000, ge=1)
-    # 8 one-deal explained requests take ~50 ms on the loop: the p99 of served requests stays
-    # under 100 ms at twice the sustainable rate (benchmarks/service_abuse.py).
+    # 8 one-deal explained requests take ~50 ms on the loop, the wait a request admitted last
+    # may add (the bound sees only requests the service has read: benchmarks/service_abuse.py).
     max_queue: int = Field(default=8, ge=1)
     # A model that fails to load is tried again after load_retry_seconds, doubling after
     # each failure up to load_retry_max_seconds (serving.model_store).
