@@ -37,7 +37,12 @@ def _generate(args: argparse.Namespace) -> int:
         months=args.months,
         signal_free=args.signal_free,
     )
-    if args.salesforce:
+    if args.format == "hubspot":
+        from features.synthetic.hubspot import write_hubspot
+
+        paths = write_hubspot(world, args.out)
+        print(f"wrote a HubSpot export ({len(paths)} files) to {args.out}")
+    elif args.salesforce:
         paths = write_salesforce(world, args.out, messy=args.messy)
         kind = "a messy Salesforce export" if args.messy else "a Salesforce export"
         print(f"wrote {kind} ({len(paths)} files) to {args.out}")
@@ -57,6 +62,13 @@ def _validate(args: argparse.Namespace) -> int:
         report.repairs.to_frame().to_csv(args.report, index=False)
         print(f"wrote {len(report.repairs)} repaired rows to {args.report}")
     return 0 if report.ok else 1
+
+
+def _import_hubspot(args: argparse.Namespace) -> int:
+    from features.importers.hubspot import import_hubspot
+
+    print(import_hubspot(args.src, args.out, pipeline=args.pipeline).format())
+    return 0
 
 
 def _import_salesforce(args: argparse.Namespace) -> int:
@@ -395,7 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True, help="folder to write")
     generate.add_argument("--opportunities", type=int, default=20_000, help="number of deals")
     generate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
-    generate.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    generate.add_argument(
+        "--format",
+        choices=("csv", "parquet", "hubspot"),
+        default="csv",
+        help="the contract as csv or parquet, or a HubSpot export (for `dealcast import hubspot`)",
+    )
     generate.add_argument(
         "--months",
         type=int,
@@ -454,6 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
         "FiscalYearSettings, Period or Organization, else 1 = January)",
     )
     salesforce.set_defaults(run=_import_salesforce)
+    hubspot = sources.add_parser("hubspot", help="a HubSpot export (deals, owners, companies, ...)")
+    hubspot.add_argument("src", type=Path, help="folder of deals.csv and the other HubSpot CSVs")
+    hubspot.add_argument("--out", type=Path, required=True, help="contract export to write")
+    hubspot.add_argument(
+        "--pipeline",
+        default=None,
+        metavar="NAME",
+        help="the pipeline to import (required when the deals come from several)",
+    )
+    hubspot.set_defaults(run=_import_hubspot)
 
     backtest = commands.add_parser("backtest", help="rolling-origin backtest against baselines")
     backtest.add_argument("--data", type=Path, required=True, help="export folder")

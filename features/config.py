@@ -46,6 +46,11 @@ class FeatureConfig:
     - `ever_horizon_max_days`: the longest horizon "ever" may mean.
     - `ever_min_followup_share`: "ever" is the longest horizon this share of the training
       snapshots has been followed up for.
+    - `unavailable_features`: numeric features the export cannot give, kept as columns but
+      missing (NaN) on every snapshot, in training and in serving alike. An importer whose
+      CRM exports no history of a field sets them (HubSpot's deal export has no amount or
+      close-date history: `features.importers.hubspot`), so that they are never computed
+      from a current value read back onto a deal's past.
     """
 
     snapshot_step_days: int = 7
@@ -57,6 +62,7 @@ class FeatureConfig:
     horizons_days: tuple[int, ...] = (30, 90, 180)
     ever_horizon_max_days: int = 730
     ever_min_followup_share: float = 0.5
+    unavailable_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.fiscal_year_start_month <= 12:
@@ -73,6 +79,15 @@ class FeatureConfig:
             raise FeatureConfigError("ever_horizon_max_days must be at least the longest horizon")
         if not 0.0 < self.ever_min_followup_share <= 1.0:
             raise FeatureConfigError("ever_min_followup_share must be in (0, 1]")
+        if self.unavailable_features:
+            from features.catalog import feature_catalog  # the catalog reads this module
+
+            numeric = {s.name for s in feature_catalog(self) if s.kind == "numeric"}
+            unknown = sorted(set(self.unavailable_features) - numeric)
+            if unknown:
+                raise FeatureConfigError(
+                    f"unavailable_features {unknown}: expected numeric features of the catalog"
+                )
         for table, _ in self.static_attributes or ():
             if table not in ("opportunities", "accounts", "owners"):
                 raise FeatureConfigError(
@@ -97,7 +112,7 @@ class FeatureConfig:
     def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
         values = dict(values)
         values.pop("censoring_horizon_days", None)  # the rule these labels replaced
-        for name in ("activity_windows_days", "horizons_days"):
+        for name in ("activity_windows_days", "horizons_days", "unavailable_features"):
             if name in values:
                 values[name] = tuple(values[name])
         if values.get("static_attributes") is not None:

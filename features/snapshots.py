@@ -182,6 +182,8 @@ def feature_columns(
     )
     for attribute in plan.attributes:
         columns[attribute.feature] = np.asarray(tables.static[attribute.feature])[deals]
+    for name in config.unavailable_features:  # the export has no history to compute them from
+        columns[name] = np.full(deals.size, np.nan)
     categorical = set(plan.categorical_features)
     return {
         name: columns[name] if name in categorical else columns[name].astype(np.float64)

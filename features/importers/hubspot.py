@@ -1,0 +1,585 @@
+"""A HubSpot export (deals, owners, companies, engagements) converted into the data contract.
+
+`import_hubspot(src, out, pipeline=None)` reads `deals.csv` (required), `owners.csv`,
+`companies.csv` and `engagements.csv` from `src` (file names case-insensitive), checks every
+value it maps, and writes a contract export folder with `features.export_writer`. Decoding
+(UTF-8 / Windows-1252 per line, BOM, NUL bytes, header-only files) is `source_files`'.
+
+HubSpot's deal export is wide: one row per deal, its current `Deal Stage`, `Pipeline`,
+`Amount`, `Close Date`, `Create Date`, `Deal owner`, `Associated Company`, `Record ID`, and for
+every stage of every pipeline the calculated properties `Date entered "<stage>" (<pipeline>)`
+and `Date exited "<stage>" (<pipeline>)` (HubSpot also labels them
+`Date entered "<stage> (<pipeline>)"`; both are read). Decisions worth knowing:
+
+- One pipeline per import. Each pipeline has its own stages, and the contract one stage
+  model, so a deal export with several pipelines and no `pipeline` chosen is refused with the
+  pipelines and their deal counts listed (importing the largest silently would drop deals
+  nobody asked to drop); with `pipeline`, the other pipelines' deals are skipped and counted.
+- The stage history is rebuilt from the stage dates: one history row per stage the deal
+  entered, at its `Date entered`, in time order, so skipped stages are absent and a return to
+  an earlier stage is a regression, as they happened. HubSpot keeps one entry per stage, so a
+  stage entered twice shows its last entry only. The deal's current stage is the one stage with
+  an entry and no exit; a stage exited before it was entered, or another stage without an
+  exit, is refused. A deal with no stage dates at all is one row at its creation.
+- Stage order is the export's column order (HubSpot writes a pipeline's stages in order).
+  Won and lost stages are recognised from their probability (100% won, 0% lost), else their
+  names ("won", "lost"). A stage's probability is the `Deal probability` of the deals in it
+  (HubSpot writes the pipeline's stage probability there, 0-1 or percent); deals of one stage
+  that disagree are refused. It becomes `probability` of every history row and `stages.yaml`.
+- What a wide export cannot know is said, not guessed. Amount and close date have no history:
+  every rebuilt row carries the export-time value (the report says so). Forecast category and
+  deal probability overrides are export-time values too, and a category read back onto a
+  deal's early rows would leak its outcome: they are not written.
+- Owners are named in `Deal owner` as HubSpot writes them (first and last name), and that name
+  is the owner_id. An owner of a deal missing from owners.csv is added with no team (each is a
+  team of one, as the contract's default), listed and counted in the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from features.contract import STAGES_FILE, TABLES
+from features.errors import DealcastDataError, ValidationReport
+from features.export_writer import write_export
+from features.importers.source_files import (
+    ImportProblems,
+    SourceFileReport,
+    SourceTable,
+    read_source_file,
+)
+from features.stages import StageConfig
+
+logger = logging.getLogger(__name__)
+
+DEALS_FILE: Final = "deals"
+OWNERS_FILE: Final = "owners"
+COMPANIES_FILE: Final = "companies"
+ENGAGEMENTS_FILE: Final = "engagements"
+
+DEAL_COLUMNS: Final = (
+    "Record ID",
+    "Deal Name",
+    "Deal Stage",
+    "Pipeline",
+    "Amount",
+    "Close Date",
+    "Create Date",
+    "Deal owner",
+    "Associated Company",
+    "Deal Type",
+    "Forecast category",
+    "Deal probability",
+)
+OWNER_COLUMNS: Final = ("Owner", "Email", "Team")
+COMPANY_COLUMNS: Final = ("Record ID", "Company name", "Industry", "Number of Employees")
+ENGAGEMENT_COLUMNS: Final = ("Activity type", "Activity date", "Associated Deal IDs")
+# HubSpot's engagement types as the contract's activity types.
+ACTIVITY_TYPES: Final = {
+    "CALL": "call",
+    "EMAIL": "email",
+    "MEETING": "meeting",
+    "NOTE": "other",
+    "TASK": "other",
+}
+# The features that read the history of amount and close date: missing on every snapshot of
+# this export (FeatureConfig.unavailable_features, written to the export's dealcast.toml).
+UNAVAILABLE_FEATURES: Final = (
+    "amount_change_since_creation",
+    "amount_change_recent",
+    "close_date_pushes",
+    "close_date_days_pushed",
+)
+CONFIG_FILE: Final = "dealcast.toml"
+CONFIG_MARK: Final = "# written by dealcast import hubspot"
+EXPORT_TIME_NOTE: Final = (
+    "amount and close_date have no history in a HubSpot deal export: every rebuilt history row "
+    "carries the export-time value, so amount changes and close-date pushes are not observed, "
+    "and a closed deal's close date is its actual one on every row; the features that read "
+    "their history (" + ", ".join(UNAVAILABLE_FEATURES) + ") are missing on every snapshot "
+    f"(unavailable_features in {CONFIG_FILE})"
+)
+
+# `Date entered "Stage" (Pipeline)` and HubSpot's own `Date entered "Stage (Pipeline)"`.
+_STAGE_COLUMN = re.compile(
+    r'^Date (?P<kind>entered|exited) "(?:(?P<s1>.+)" \((?P<p1>.+)\)|(?P<s2>.+) \((?P<p2>.+)\)")$'
+)
+
+
+class HubSpotImportError(DealcastDataError):
+    """The HubSpot export cannot be imported; `report` lists every problem found."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        super().__init__(report.format())
+
+
+@dataclass(frozen=True)
+class HubSpotImportReport:
+    """What an import read, wrote and decided, for the person running it."""
+
+    src: Path
+    out: Path
+    pipeline: str
+    files: tuple[SourceFileReport, ...]
+    rows_written: dict[str, int]
+    stages: StageConfig
+    owners_added: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def format(self) -> str:
+        lines = [f"HubSpot export {self.src} -> {self.out} (pipeline {self.pipeline!r})"]
+        lines.append("source files:")
+        for item in self.files:
+            lines.append(
+                f"  {item.file}: {item.encoding}, {item.rows_read} rows read, "
+                f"{item.rows_used} used; decoded: {item.decoding.describe()}"
+            )
+            lines.extend(f"    skipped {n} rows: {reason}" for reason, n in item.skipped.items())
+            lines.extend(f"    not carried: {d.column}: {d.reason}" for d in item.dropped_columns)
+            lines.extend(f"    note: {text}" for text in item.notes)
+        lines.append(f"written to {self.out}:")
+        lines.extend(f"  {name}: {n} rows" for name, n in self.rows_written.items())
+        won, lost = ", ".join(self.stages.won_stages), ", ".join(self.stages.lost_stages)
+        lines.append(
+            f"stages: {len(self.stages.open_stages)} open ({', '.join(self.stages.open_stages)}),"
+            f" won {won}, lost {lost}"
+        )
+        if self.owners_added:
+            lines.append(
+                f"repair owner_added: {len(self.owners_added)} deal owners missing from owners.csv "
+                "added without a team: " + ", ".join(self.owners_added)
+            )
+        lines.extend(f"note: {text}" for text in self.notes)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class StageColumn:
+    """One stage calculated property of the deal file."""
+
+    column: str
+    kind: str  # entered | exited
+    stage: str
+    pipeline: str
+
+
+def stage_columns(columns: list[str]) -> list[StageColumn]:
+    """The `Date entered`/`Date exited` columns of a deal file, in the file's order."""
+    found = []
+    for column in columns:
+        match = _STAGE_COLUMN.match(column)
+        if match is not None:
+            stage = match["s1"] if match["s1"] is not None else match["s2"]
+            pipeline = match["p1"] if match["p1"] is not None else match["p2"]
+            found.append(StageColumn(column, match["kind"], stage.strip(), pipeline.strip()))
+    return found
+
+
+def _probabilities(deals: SourceTable, stage: pd.Series, keep: pd.Series) -> dict[str, float]:
+    """Each stage's probability in percent, from the `Deal probability` of its deals."""
+    if not deals.has("Deal probability"):
+        return {}
+    raw = deals.numbers("Deal probability")
+    fraction = bool(raw[keep].dropna().le(1.0).all())
+    percent = raw * 100.0 if fraction else raw
+    out_of_range = keep & ((percent < 0) | (percent > 100)).fillna(False)
+    deals.problems.add_rows(
+        deals.name, "Deal probability", out_of_range, "a probability in 0-1 or 0-100", raw
+    )
+    frame = pd.DataFrame({"stage": stage, "p": percent})[keep & percent.notna()]
+    spread = frame.groupby("stage")["p"].agg(["min", "max"])
+    disagree = spread.index[spread["min"] != spread["max"]]
+    for name in disagree:
+        deals.problems.add_rows(
+            deals.name,
+            "Deal probability",
+            keep & stage.eq(name).fillna(False),
+            f"one probability for every deal in stage {name!r} (the pipeline's stage probability)",
+            raw,
+        )
+    return {str(k): float(v) for k, v in spread["min"].items()}
+
+
+def stage_model(stages: list[str], probabilities: dict[str, float]) -> StageConfig | None:
+    """The pipeline's stage model: stages in pipeline order, won/lost by probability or name."""
+
+    def closed(name: str, word: str, percent: float) -> bool:
+        p = probabilities.get(name)
+        return p == percent if p is not None else word in name.lower()
+
+    won = tuple(s for s in stages if closed(s, "won", 100.0))
+    lost = tuple(s for s in stages if s not in won and closed(s, "lost", 0.0))
+    if not won or not lost:
+        return None
+    probabilities = {**probabilities, **dict.fromkeys(won, 100.0), **dict.fromkeys(lost, 0.0)}
+    return StageConfig(
+        open_stages=tuple(s for s in stages if s not in won and s not in lost),
+        won_stages=won,
+        lost_stages=lost,
+        probabilities={s: probabilities[s] for s in stages if s in probabilities},
+        source="stages.yaml",
+    )
+
+
+def rebuild_history(
+    deals: SourceTable,
+    columns: list[StageColumn],
+    *,
+    ids: pd.Series,
+    current: pd.Series,
+    created: pd.Series,
+    keep: pd.Series,
+) -> pd.DataFrame:
+    """(opportunity_id, changed_at, stage) of every stage entry of the kept deals, time order.
+
+    Every inconsistency of the stage dates is a problem naming the file, column and row.
+    """
+    entered: dict[str, pd.Series] = {}
+    exited: dict[str, pd.Series] = {}
+    for item in columns:
+        times = deals.timestamps(item.column)
+        (entered if item.kind == "entered" else exited)[item.stage] = times.where(keep)
+    stages = list(entered)
+    for stage in exited:
+        if stage not in entered:
+            deals.problems.add(
+                deals.name,
+                f'Date entered "{stage}"',
+                None,
+                f"a Date entered column for every Date exited column (stage {stage!r})",
+                "no such column",
+            )
+    any_entry = pd.Series(False, index=current.index)
+    for stage in stages:
+        any_entry |= entered[stage].notna()
+    for stage in stages:
+        into = entered[stage]
+        out = exited.get(stage, pd.Series(pd.NaT, index=into.index))
+        column = f'Date exited "{stage}"'
+        deals.problems.add_rows(
+            deals.name,
+            column,
+            (out.notna() & into.isna()),
+            "an exit only from a stage the deal entered (Date entered is empty)",
+            out.astype("string"),
+        )
+        deals.problems.add_rows(
+            deals.name,
+            column,
+            (out < into).fillna(False),
+            "an exit at or after the stage's Date entered",
+            out.astype("string"),
+        )
+        is_current = current.eq(stage).fillna(False)
+        deals.problems.add_rows(
+            deals.name,
+            column,
+            is_current & out.notna(),
+            "no exit from the deal's current stage (its Deal Stage)",
+            out.astype("string"),
+        )
+        deals.problems.add_rows(
+            deals.name,
+            column,
+            ~is_current & into.notna() & out.isna(),
+            "an exit date: only the current stage (Deal Stage) has an entry without an exit",
+            current,
+        )
+        deals.problems.add_rows(
+            deals.name,
+            f'Date entered "{stage}"',
+            is_current & into.isna() & any_entry,
+            "an entry date for the deal's current stage (Deal Stage), since it has stage dates",
+            into.astype("string"),
+        )
+    parts = [
+        pd.DataFrame({"opportunity_id": ids, "changed_at": entered[s], "stage": s, "_order": i})
+        for i, s in enumerate(stages)
+    ]
+    parts.append(
+        pd.DataFrame(
+            {"opportunity_id": ids, "changed_at": created, "stage": current, "_order": -1}
+        )[keep & ~any_entry]
+    )
+    history = pd.concat(parts, ignore_index=True)
+    history = history[history["changed_at"].notna() & history["opportunity_id"].notna()]
+    history = history.sort_values(["opportunity_id", "changed_at", "_order"], kind="stable")
+    return history.drop(columns="_order").reset_index(drop=True)
+
+
+def config_text() -> str:
+    """`dealcast.toml` of a HubSpot import: the features this export cannot give."""
+    names = ", ".join(f'"{name}"' for name in UNAVAILABLE_FEATURES)
+    return (
+        f"{CONFIG_MARK}: a deal export has no amount or close-date history\n"
+        f"[features]\nunavailable_features = [{names}]\n"
+    )
+
+
+def _stale_outputs(out: Path, writing: set[str], problems: ImportProblems) -> None:
+    """Files in `out` that would mislead: contract files this import does not overwrite
+    (they would be read with the new ones) and a dealcast.toml it did not write."""
+    if not out.is_dir():
+        return
+    names = {f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")} | {STAGES_FILE}
+    for path in sorted(out.iterdir()):
+        if path.name in names and path.name not in writing:
+            problems.add(
+                str(out),
+                None,
+                None,
+                "an output folder without contract files this import does not write",
+                path.name,
+            )
+    config = out / CONFIG_FILE
+    if config.is_file() and not config.read_bytes().startswith(CONFIG_MARK.encode()):
+        problems.add(
+            str(out), None, None, f"no {CONFIG_FILE} but one this importer wrote", config.name
+        )
+
+
+def _open(
+    files: dict[str, Path], name: str, known: tuple[str, ...], problems: ImportProblems
+) -> SourceTable | None:
+    path = files.get(name)
+    if path is None:
+        return None
+    source = read_source_file(path, known_columns=known, problems=problems)
+    return None if source is None else SourceTable(source, problems)
+
+
+def _choose_pipeline(
+    deals: SourceTable, pipelines: pd.Series, chosen: str | None
+) -> tuple[str | None, pd.Series]:
+    counts = pipelines.value_counts()
+    listing = ", ".join(f"{name!r} ({n} deals)" for name, n in counts.items())
+    if chosen is None:
+        if len(counts) > 1:
+            deals.problems.add(
+                deals.name,
+                "Pipeline",
+                None,
+                "one pipeline (choose one with --pipeline NAME: each has its own stages)",
+                listing,
+            )
+            return None, pd.Series(False, index=pipelines.index)
+        if not len(counts):
+            return None, pd.Series(False, index=pipelines.index)  # every Pipeline is empty
+        chosen = str(counts.index[0])
+    elif chosen not in counts.index:
+        deals.problems.add(deals.name, "Pipeline", None, f"the pipeline {chosen!r}", listing)
+        return None, pd.Series(False, index=pipelines.index)
+    keep = pipelines.eq(chosen).fillna(False)
+    deals.skip(f"in another pipeline than {chosen!r}", ~keep & pipelines.notna())
+    return chosen, keep
+
+
+def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubSpotImportReport:
+    """Convert the HubSpot export in `src` into a contract export folder `out`.
+
+    Raises HubSpotImportError, listing every problem, if the export is unusable; nothing is
+    written then.
+    """
+    src, out = Path(src), Path(out)
+    problems = ImportProblems()
+    if not src.is_dir():
+        problems.add(str(src), None, None, "a folder of HubSpot CSV exports", "no such folder")
+        raise HubSpotImportError(ValidationReport(str(src), problems.violations))
+    files = {p.stem.lower(): p for p in sorted(src.iterdir()) if p.suffix.lower() == ".csv"}
+    deals = _open(files, DEALS_FILE, DEAL_COLUMNS, problems)
+    if deals is None or deals.source.header_only:
+        if not problems:
+            problems.add(f"{DEALS_FILE}.csv", None, None, "a HubSpot deal export", "no deals")
+        raise HubSpotImportError(ValidationReport(str(src), problems.violations))
+    read = [deals]
+    notes = [EXPORT_TIME_NOTE]
+    deals.require("Record ID", "Deal Stage", "Pipeline", "Create Date", "Deal owner")
+    pipelines = deals.text("Pipeline", required=True)
+    chosen, keep = _choose_pipeline(deals, pipelines, pipeline)
+    if chosen is None:
+        raise HubSpotImportError(ValidationReport(str(src), problems.violations))
+    ids = deals.text("Record ID", required=True)
+    repeated = keep & ids.duplicated(keep=False) & ids.notna()
+    problems.add_rows(deals.name, "Record ID", repeated, "a unique Record ID", ids)
+    current = deals.text("Deal Stage", required=True)
+    created = deals.timestamps("Create Date", required=True)
+    owner = deals.text("Deal owner", required=True)
+    columns = [c for c in stage_columns(list(deals.frame.columns)) if c.pipeline == chosen]
+    if chosen is not None and not columns:
+        problems.add(
+            deals.name,
+            f'Date entered "<stage>" ({chosen})',
+            None,
+            f"the stage calculated properties of pipeline {chosen!r}",
+            "no such columns",
+        )
+    other = {c.column for c in stage_columns(list(deals.frame.columns))} - {
+        c.column for c in columns
+    }
+    if other:
+        deals.note(f"{len(other)} stage date columns of other pipelines not read")
+    order = list(dict.fromkeys(c.stage for c in columns))
+    unknown_stage = keep & current.notna() & ~current.isin(order)
+    problems.add_rows(
+        deals.name, "Deal Stage", unknown_stage, f"a stage of pipeline {chosen!r}", current
+    )
+    probabilities = _probabilities(deals, current, keep)
+    stages = stage_model(order, probabilities) if order else None
+    if order and stages is None:
+        problems.add(
+            deals.name,
+            "Deal Stage",
+            None,
+            "a won stage and a lost stage in the pipeline (probability 100%/0%, or named won/lost)",
+            ", ".join(order),
+        )
+    history = rebuild_history(deals, columns, ids=ids, current=current, created=created, keep=keep)
+    amount = deals.numbers("Amount")
+    problems.add_rows(
+        deals.name, "Amount", keep & (amount < 0).fillna(False), "amount >= 0", amount
+    )
+    close_date = deals.timestamps("Close Date", required=True).dt.normalize()
+    state = pd.DataFrame(
+        {"amount": amount.to_numpy(), "close_date": close_date.to_numpy()}, index=ids.to_numpy()
+    )[keep.to_numpy()]
+    state = state[~state.index.duplicated()]
+    deal_of_row = history["opportunity_id"].astype(object)
+    history = history.assign(
+        amount=state["amount"].reindex(deal_of_row).to_numpy(),
+        close_date=state["close_date"].reindex(deal_of_row).to_numpy(),
+        probability=history["stage"].map(stages.probabilities if stages else {}).astype(float),
+    )
+    company = deals.text("Associated Company", required=True)
+    opportunities = pd.DataFrame(
+        {
+            "opportunity_id": ids,
+            "account_id": company,
+            "owner_id": owner,
+            "created_at": created,
+            "type": deals.text("Deal Type"),
+            "name": deals.text("Deal Name"),
+        }
+    )[keep].reset_index(drop=True)
+    for column in ("Forecast category", "Deal probability"):
+        if deals.has(column):
+            deals.drop(
+                column,
+                "an export-time value with no history: on a deal's early rows it would leak "
+                "its outcome (the stage's probability is written as probability)",
+                leaky=True,
+            )
+    deals.use(len(opportunities))
+    tables: dict[str, pd.DataFrame] = {
+        "opportunities": opportunities,
+        "opportunity_history": history,
+    }
+    owners_added: tuple[str, ...] = ()
+    owner_table = _open(files, OWNERS_FILE, OWNER_COLUMNS, problems)
+    if owner_table is not None and not owner_table.source.header_only:
+        read.append(owner_table)
+        owner_table.require("Owner")
+        owners = pd.DataFrame(
+            {"owner_id": owner_table.text("Owner", required=True), "team": owner_table.text("Team")}
+        )
+        problems.add_rows(
+            owner_table.name,
+            "Owner",
+            owners["owner_id"].duplicated(keep=False) & owners["owner_id"].notna(),
+            "one row per owner",
+            owners["owner_id"],
+        )
+        missing = sorted(set(opportunities["owner_id"].dropna()) - set(owners["owner_id"].dropna()))
+        owners_added = tuple(missing)
+        added = pd.DataFrame({"owner_id": list(missing), "team": pd.NA})
+        owner_table.use(len(owners))
+        tables["owners"] = pd.concat([owners, added], ignore_index=True)
+    company_table = _open(files, COMPANIES_FILE, COMPANY_COLUMNS, problems)
+    if company_table is not None and not company_table.source.header_only:
+        read.append(company_table)
+        company_table.require("Company name")
+        names = company_table.text("Company name", required=True)
+        problems.add_rows(
+            company_table.name,
+            "Company name",
+            names.duplicated(keep=False) & names.notna(),
+            "a unique company name (deals name their company in Associated Company)",
+            names,
+        )
+        accounts = pd.DataFrame(
+            {"account_id": names, "hubspot_id": company_table.text("Record ID")}
+        )
+        if company_table.has("Industry"):
+            accounts["industry"] = company_table.text("Industry")
+        if company_table.has("Number of Employees"):
+            accounts["employees"] = company_table.numbers("Number of Employees")
+        company_table.use(len(accounts))
+        tables["accounts"] = accounts
+    engagement_table = _open(files, ENGAGEMENTS_FILE, ENGAGEMENT_COLUMNS, problems)
+    if engagement_table is not None and not engagement_table.source.header_only:
+        read.append(engagement_table)
+        tables["activities"] = _activities(engagement_table, set(opportunities["opportunity_id"]))
+    if stages is None or chosen is None:
+        problems.add(deals.name, "Pipeline", None, "a pipeline with stage dates", "none")
+    _stale_outputs(out, {f"{name}.csv" for name in tables} | {STAGES_FILE}, problems)
+    if problems or stages is None or chosen is None:
+        raise HubSpotImportError(ValidationReport(str(src), problems.violations))
+    write_export(tables, out, stages=stages.to_yaml_dict())
+    (out / CONFIG_FILE).write_text(config_text(), encoding="utf-8")
+    report = HubSpotImportReport(
+        src=src,
+        out=out,
+        pipeline=chosen,
+        files=tuple(t.report() for t in read),
+        rows_written={f"{name}.csv": len(frame) for name, frame in tables.items()},
+        stages=stages,
+        owners_added=owners_added,
+        notes=tuple(notes),
+    )
+    logger.info("imported %s into %s: %s", src, out, report.rows_written)
+    return report
+
+
+def _activities(table: SourceTable, deal_ids: set[str]) -> pd.DataFrame:
+    """Engagements as activities, one per associated deal; HubSpot separates ids with ';'."""
+    table.require("Activity type", "Activity date", "Associated Deal IDs")
+    kind = table.text("Activity type", required=True).str.upper()
+    known = kind.isin(list(ACTIVITY_TYPES)).fillna(False)
+    table.problems.add_rows(
+        table.name,
+        "Activity type",
+        kind.notna() & ~known,
+        "an engagement type: " + ", ".join(ACTIVITY_TYPES),
+        kind,
+    )
+    occurred = table.timestamps("Activity date", required=True)
+    deals = table.text("Associated Deal IDs")
+    table.skip("associated with no deal", deals.isna())
+    frame = pd.DataFrame(
+        {"deal": deals.str.split(";"), "occurred_at": occurred, "type": kind.map(ACTIVITY_TYPES)}
+    ).explode("deal")
+    frame["deal"] = frame["deal"].astype("string").str.strip()
+    frame = frame[frame["deal"].notna() & frame["deal"].ne("")]
+    ours = frame["deal"].isin(deal_ids).to_numpy(dtype=bool)
+    outside = int((~ours).sum())
+    if outside:
+        table.note(
+            f"{outside} deal associations name deals not imported (another pipeline, or not in "
+            "deals.csv): not written"
+        )
+    frame = frame[ours]
+    table.use(int(np.unique(frame.index).size))
+    return pd.DataFrame(
+        {
+            "opportunity_id": frame["deal"].to_numpy(dtype=object),
+            "occurred_at": frame["occurred_at"].to_numpy(),
+            "type": frame["type"].to_numpy(dtype=object),
+        }
+    )
