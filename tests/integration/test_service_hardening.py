@@ -82,11 +82,16 @@ class Service:
         pytest.fail(f"the service was not {what}:\n{self.output}")
 
     def stop(self) -> None:
+        """Kill the service and keep its output; again is a no-op."""
+        if self.stopped:
+            return
         if self.process.poll() is None:
             self.process.kill()
         self.output = self.process.communicate()[0]
+        self.stopped = True
 
     output = ""
+    stopped = False
 
 
 @pytest.fixture(scope="module")
@@ -296,23 +301,25 @@ def test_a_failed_model_load_is_retried_and_reported(registry: Registry, tmp_pat
             DEALCAST_LOAD_RETRY_SECONDS="0.5",
             DEALCAST_LOAD_RETRY_MAX_SECONDS="1",
         )
-        failing = running.wait(
-            lambda ready: (
-                ready.status_code == 503
-                and (ready.json()["last_load_failure"] or {}).get("attempts", 0) >= 3
-            ),
-            what="retrying the failed load",
-        )
-        failure = failing["last_load_failure"]
-        assert "registered_model_meta" in failure["reason"], failure
-        assert failure["next_attempt_at"] > failure["failed_at"]
-        assert failing["reason"] == failure["reason"]
-        shutil.rmtree(meta)
-        meta.write_bytes(kept)
-        ready = running.wait(lambda ready: ready.status_code == 200, what="ready after the fix")
-        assert ready["last_load_failure"] is None
-        assert ready["model"]["version"] == registry.version
-        running.stop()
+        try:
+            failing = running.wait(
+                lambda ready: (
+                    ready.status_code == 503
+                    and (ready.json()["last_load_failure"] or {}).get("attempts", 0) >= 3
+                ),
+                what="retrying the failed load",
+            )
+            failure = failing["last_load_failure"]
+            assert "registered_model_meta" in failure["reason"], failure
+            assert failure["next_attempt_at"] > failure["failed_at"]
+            assert failing["reason"] == failure["reason"]
+            shutil.rmtree(meta)
+            meta.write_bytes(kept)
+            ready = running.wait(lambda ready: ready.status_code == 200, what="ready after the fix")
+            assert ready["last_load_failure"] is None
+            assert ready["model"]["version"] == registry.version
+        finally:
+            running.stop()
     finally:
         if meta.is_dir():
             shutil.rmtree(meta)
