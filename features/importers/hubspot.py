@@ -244,17 +244,19 @@ def rebuild_history(
     """
     entered: dict[str, pd.Series] = {}
     exited: dict[str, pd.Series] = {}
+    names: dict[tuple[str, str], str] = {}
     for item in columns:
         times = deals.timestamps(item.column)
         (entered if item.kind == "entered" else exited)[item.stage] = times.where(keep)
+        names[(item.kind, item.stage)] = item.column
     stages = list(entered)
     for stage in exited:
         if stage not in entered:
             deals.problems.add(
                 deals.name,
-                f'Date entered "{stage}"',
+                names[("exited", stage)].replace("Date exited", "Date entered", 1),
                 None,
-                f"a Date entered column for every Date exited column (stage {stage!r})",
+                "a Date entered column for every Date exited column",
                 "no such column",
             )
     any_entry = pd.Series(False, index=current.index)
@@ -263,20 +265,21 @@ def rebuild_history(
     for stage in stages:
         into = entered[stage]
         out = exited.get(stage, pd.Series(pd.NaT, index=into.index))
-        column = f'Date exited "{stage}"'
+        column = names.get(("exited", stage), f'Date exited "{stage}"')
+        found = out.astype("string")
         deals.problems.add_rows(
             deals.name,
             column,
             (out.notna() & into.isna()),
             "an exit only from a stage the deal entered (Date entered is empty)",
-            out.astype("string"),
+            found,
         )
         deals.problems.add_rows(
             deals.name,
             column,
             (out < into).fillna(False),
             "an exit at or after the stage's Date entered",
-            out.astype("string"),
+            found,
         )
         is_current = current.eq(stage).fillna(False)
         deals.problems.add_rows(
@@ -284,18 +287,18 @@ def rebuild_history(
             column,
             is_current & out.notna(),
             "no exit from the deal's current stage (its Deal Stage)",
-            out.astype("string"),
+            found,
         )
         deals.problems.add_rows(
             deals.name,
             column,
             ~is_current & into.notna() & out.isna(),
             "an exit date: only the current stage (Deal Stage) has an entry without an exit",
-            current,
+            found,
         )
         deals.problems.add_rows(
             deals.name,
-            f'Date entered "{stage}"',
+            names[("entered", stage)],
             is_current & into.isna() & any_entry,
             "an entry date for the deal's current stage (Deal Stage), since it has stage dates",
             into.astype("string"),

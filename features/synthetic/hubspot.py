@@ -106,7 +106,7 @@ def write_hubspot(
                 times = rows[column].dropna()
                 values = _minutes(times) if len(times) else pd.Series(dtype=str)
                 label = f'Date {kind} "{stage}" ({name})'
-                deals[label] = deals["Record ID"].map(values).fillna("")
+                deals[label] = deals["Record ID"].map(values).astype(object).fillna("")
 
     owners = world.tables["owners"]
     missing = str(opportunities["owner_id"].iloc[0])
