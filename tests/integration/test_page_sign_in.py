@@ -28,7 +28,8 @@ from serving.page import teams_of
 from serving.sessions import LINK_AUDIENCE, grant_for, sign
 from tests.integration import test_manager_page
 from tests.integration.conftest import API_KEY, Registry
-from tests.integration.test_service_uvicorn import STARTUP_SECONDS, free_port, service_env
+from tests.integration.test_service_hardening import Service as RunningService
+from tests.integration.test_service_uvicorn import service_env
 
 browser = test_manager_page.browser  # the module's Chromium fixture, reused
 
@@ -49,41 +50,21 @@ class Service:
 
 @pytest.fixture(scope="module")
 def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    port = free_port()
-    env = service_env(
-        registry,
-        DEALCAST_DATA_DIR=str(registry.root / "world"),
-        DEALCAST_PAGE_SECRET=PAGE_SECRET,
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dealcast", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=tmp_path_factory.mktemp("serve"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"the service did not become ready:\n{process.communicate()[0]}")
+    """Two worker processes: a link minted by one opens a session that the other reads."""
+    env = {"DEALCAST_DATA_DIR": str(registry.root / "world"), "DEALCAST_PAGE_SECRET": PAGE_SECRET}
+    running = RunningService(registry, tmp_path_factory.mktemp("serve"), workers=2, **env)
     mine, theirs = teams_of(load_export(registry.root / "world"))[:2]
     try:
-        yield Service(base, env, mine, theirs)
+        yield Service(running.base, service_env(registry, **env), mine, theirs)
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
-        assert PAGE_SECRET not in output
-        # No link's token reaches the access log (the query is redacted).
-        assert not re.search(r"token=(?!\[redacted\])", output), output
+        # SIGTERM, so that uvicorn stops its workers too (they hold the output pipe open).
+        running.process.terminate()
+        running.process.wait(timeout=60)
+        running.stop()
+    assert PAGE_SECRET not in running.output
+    # No link's token reaches the access log (the query is redacted).
+    assert "page-session?token=[redacted]" in running.output
+    assert not re.search(r"token=(?!\[redacted\])", running.output), running.output
 
 
 @pytest.fixture

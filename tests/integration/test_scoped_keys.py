@@ -34,7 +34,8 @@ from serving.sessions import (
 )
 from tests.integration.conftest import API_KEY, Registry, service_settings
 from tests.integration.test_service_api import as_of_after
-from tests.integration.test_service_uvicorn import STARTUP_SECONDS, free_port, service_env
+from tests.integration.test_service_hardening import Service
+from tests.integration.test_service_uvicorn import service_env
 
 SCOPED_KEY = "scoped-key-emea-0123456789"
 EVERY_TEAM_KEY = "every-team-file-key-0123456789"
@@ -287,42 +288,20 @@ def test_a_session_cookie_opens_no_json_route(
 # --------------------------------------------------------------------------- a real uvicorn
 
 
-def _serve(registry: Registry, tmp_path: Path, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dealcast", "serve", "--host", "127.0.0.1", "--port", env["PORT"]],
-        env=service_env(registry, **{k: v for k, v in env.items() if k != "PORT"}),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def test_keys_in_query_strings_stay_out_of_the_access_log(
     registry: Registry, tmp_path: Path
 ) -> None:
-    port = free_port()
-    process = _serve(registry, tmp_path, PORT=str(port))
-    base = f"http://127.0.0.1:{port}"
+    service = Service(registry, tmp_path)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        with httpx.Client(base_url=base, timeout=30) as http:
+        with httpx.Client(base_url=service.base, timeout=30) as http:
             assert http.get(f"/v1/model?api_key={API_KEY}").status_code == 401
-            assert http.get("/v1/page-session?token=eyJhbGciOi.secret-token.sig").status_code in (
-                401,
-                404,
-            )
+            token = "/v1/page-session?token=eyJhbGciOi.secret-token.sig"
+            assert http.get(token).status_code in (401, 404)
             assert http.get("/v1/model?as_of=2026-01-01&X-API-Key=" + API_KEY).status_code == 401
             assert http.get(f"/v1/model?{API_KEY}").status_code == 401
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
+        service.stop()
+    output = service.output
     assert '"GET /v1/model?api_key=[redacted] HTTP/1.1" 401' in output, output
     assert "/v1/page-session?token=[redacted] HTTP/1.1" in output, output
     assert "/v1/model?as_of=2026-01-01&[redacted] HTTP/1.1" in output, output
