@@ -121,8 +121,13 @@ async def mint_page_link(
     response_class=RedirectResponse,
     status_code=303,
     responses={
-        401: {"description": "an expired, tampered or missing link (an HTML page says which)"},
-        404: {"description": "no DEALCAST_PAGE_SECRET: links are not in use"},
+        303: {"description": "signed in: the cookie is set, `Location` is the page"},
+        401: {
+            "description": "an expired, tampered or missing link (an HTML page says which)",
+            "content": {"text/html": {}},
+        },
+        404: {**documented(404)[404], "description": "no DEALCAST_PAGE_SECRET: no links"},
+        422: documented(422)[422],
     },
 )
 async def open_page_link(
@@ -130,13 +135,13 @@ async def open_page_link(
     settings: SettingsDep,
     token: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> Response:
+    secret = page_secret(settings)
     if not token:
         raise PageRefused(
             401,
             title="This link is incomplete",
             message="The link has no sign-in token. Open the whole link you were sent.",
         )
-    secret = page_secret(settings)
     link = read_or_refuse(
         token,
         secret=secret,
