@@ -15,6 +15,7 @@ import pytest
 
 from features.importers.hubspot import UNAVAILABLE_FEATURES
 from features.synthetic.hubspot import MAIN_PIPELINE, MESS_FILE
+from models.bundle import DealcastBundle
 from tests.training.test_cli_end_to_end import dealcast, ok
 
 
@@ -75,6 +76,12 @@ def test_a_hubspot_org_imports_validates_trains_and_scores(hubspot_org: Path) ->
     assert "settings from the export's export/dealcast.toml" in trained.stderr
     assert "registered dealcast version 1" in trained.stdout
     assert re.search(r"champion: version \d", trained.stdout), trained.stdout
+    # The model and the baseline forecaster both carry the setting in their feature plan, so
+    # the service computes the same missing columns the training saw.
+    bundles = list((root / "mlartifacts").rglob("bundle.pkl"))
+    assert len(bundles) == 2
+    for path in bundles:
+        assert DealcastBundle.load(path).plan.config.unavailable_features == UNAVAILABLE_FEATURES
 
     scored = ok(dealcast("score", "--data", "export", "--out", "scores.csv", cwd=root))
     assert "models:/dealcast@champion" in scored
