@@ -19,6 +19,7 @@ from features.importers.hubspot import (
     UNAVAILABLE_FEATURES,
     HubSpotImportError,
     import_hubspot,
+    stage_columns,
 )
 from features.loading import load_export, validate_export
 from features.snapshots import FeaturePlan, build_snapshots
@@ -398,3 +399,19 @@ def test_the_import_validates_and_its_history_features_are_missing(
     assert frame.drop(columns=list(UNAVAILABLE_FEATURES)).equals(
         plain.drop(columns=list(UNAVAILABLE_FEATURES))
     )
+
+
+def test_stage_columns_are_read_in_both_of_hubspots_labellings() -> None:
+    columns = [
+        "Record ID",
+        'Date entered "Appointment Scheduled (Sales Pipeline)"',
+        'Date exited "Appointment Scheduled (Sales Pipeline)"',
+        'Date entered "Closed Won" (Renewals (EMEA))',
+        "Date entered Closed Won",
+    ]
+    found = [(c.kind, c.stage, c.pipeline) for c in stage_columns(columns)]
+    assert found == [
+        ("entered", "Appointment Scheduled", "Sales Pipeline"),
+        ("exited", "Appointment Scheduled", "Sales Pipeline"),
+        ("entered", "Closed Won", "Renewals (EMEA)"),
+    ]
