@@ -1,9 +1,11 @@
 """A HubSpot export (deals, owners, companies, engagements) converted into the data contract.
 
 `import_hubspot(src, out, pipeline=None)` reads `deals.csv` (required), `owners.csv`,
-`companies.csv` and `engagements.csv` from `src` (file names case-insensitive), checks every
-value it maps, and writes a contract export folder with `features.export_writer`. Decoding
-(UTF-8 / Windows-1252 per line, BOM, NUL bytes, header-only files) is `source_files`'.
+`companies.csv` and the engagements (`engagements.csv` with an `Activity type` column, or one
+file per type: `calls.csv`, `emails.csv`, `meetings.csv`, `notes.csv`, `tasks.csv`) from `src`
+(file names case-insensitive), checks every value it maps, and writes a contract export
+folder with `features.export_writer`. Decoding (UTF-8 / Windows-1252 per line, BOM, NUL
+bytes, header-only files) is `source_files`'.
 
 HubSpot's deal export is wide: one row per deal, its current `Deal Stage`, `Pipeline`,
 `Amount`, `Close Date`, `Create Date`, `Deal owner`, `Associated Company`, `Record ID`, and for
@@ -43,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import numpy as np
 import pandas as pd
 
 from features.contract import STAGES_FILE, TABLES
@@ -62,7 +63,15 @@ logger = logging.getLogger(__name__)
 DEALS_FILE: Final = "deals"
 OWNERS_FILE: Final = "owners"
 COMPANIES_FILE: Final = "companies"
-ENGAGEMENTS_FILE: Final = "engagements"
+# One engagements file with a type column, or one file per type (the type from its name).
+ENGAGEMENT_FILES: Final[dict[str, str | None]] = {
+    "engagements": None,
+    "calls": "CALL",
+    "emails": "EMAIL",
+    "meetings": "MEETING",
+    "notes": "NOTE",
+    "tasks": "TASK",
+}
 
 DEAL_COLUMNS: Final = (
     "Record ID",
@@ -525,10 +534,15 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
             accounts["employees"] = company_table.numbers("Number of Employees")
         company_table.use(len(accounts))
         tables["accounts"] = accounts
-    engagement_table = _open(files, ENGAGEMENTS_FILE, ENGAGEMENT_COLUMNS, problems)
-    if engagement_table is not None and not engagement_table.source.header_only:
-        read.append(engagement_table)
-        tables["activities"] = _activities(engagement_table, set(opportunities["opportunity_id"]))
+    activities = []
+    for name, file_type in ENGAGEMENT_FILES.items():
+        engagement_table = _open(files, name, ENGAGEMENT_COLUMNS, problems)
+        if engagement_table is not None and not engagement_table.source.header_only:
+            read.append(engagement_table)
+            ids_imported = set(opportunities["opportunity_id"])
+            activities.append(_activities(engagement_table, ids_imported, file_type))
+    if activities:
+        tables["activities"] = pd.concat(activities, ignore_index=True)
     if stages is None or chosen is None:
         problems.add(deals.name, "Pipeline", None, "a pipeline with stage dates", "none")
     _stale_outputs(out, {f"{name}.csv" for name in tables} | {STAGES_FILE}, problems)
@@ -550,10 +564,18 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
     return report
 
 
-def _activities(table: SourceTable, deal_ids: set[str]) -> pd.DataFrame:
-    """Engagements as activities, one per associated deal; HubSpot separates ids with ';'."""
-    table.require("Activity type", "Activity date", "Associated Deal IDs")
-    kind = table.text("Activity type", required=True).str.upper()
+def _activities(table: SourceTable, deal_ids: set[str], file_type: str | None) -> pd.DataFrame:
+    """Engagements as activities, one per associated deal; HubSpot separates ids with ';'.
+
+    `file_type` is the engagement type of a per-type export (calls.csv, ...): its rows need
+    no type column. Every row is used or skipped with its reason, none silently dropped.
+    """
+    table.require("Activity date", "Associated Deal IDs")
+    if file_type is None or table.has("Activity type"):
+        table.require("Activity type")
+        kind = table.text("Activity type", required=True).str.upper()
+    else:
+        kind = pd.Series(file_type, index=table.frame.index, dtype="string")
     known = kind.isin(list(ACTIVITY_TYPES)).fillna(False)
     table.problems.add_rows(
         table.name,
@@ -564,7 +586,6 @@ def _activities(table: SourceTable, deal_ids: set[str]) -> pd.DataFrame:
     )
     occurred = table.timestamps("Activity date", required=True)
     deals = table.text("Associated Deal IDs")
-    table.skip("associated with no deal", deals.isna())
     frame = pd.DataFrame(
         {"deal": deals.str.split(";"), "occurred_at": occurred, "type": kind.map(ACTIVITY_TYPES)}
     ).explode("deal")
@@ -578,7 +599,10 @@ def _activities(table: SourceTable, deal_ids: set[str]) -> pd.DataFrame:
             "deals.csv): not written"
         )
     frame = frame[ours]
-    table.use(int(np.unique(frame.index).size))
+    used = pd.Series(table.frame.index.isin(frame.index), index=table.frame.index)
+    table.skip("associated with no deal", deals.isna())
+    table.skip("associated only with deals not imported", deals.notna() & ~used)
+    table.use(int(used.sum()))
     return pd.DataFrame(
         {
             "opportunity_id": frame["deal"].to_numpy(dtype=object),

@@ -283,8 +283,23 @@ def test_engagements_become_activities_of_each_associated_deal(tmp_path: Path) -
         ("2", "meeting"),
     ]
     read = next(f for f in report.files if f.file == "engagements.csv")
-    assert read.skipped == {"associated with no deal": 1}
+    assert read.skipped == {
+        "associated with no deal": 1,
+        "associated only with deals not imported": 1,
+    }
+    assert read.rows_used == 2
     assert any("1 deal associations name deals not imported" in n for n in read.notes)
+    # One file per engagement type, as HubSpot also exports them: the type is the file's.
+    calls = "Activity date,Associated Deal IDs\n2026-01-10 10:00,1\n"
+    meetings = "Activity date,Associated Deal IDs\n2026-01-11 10:00,2\n"
+    import_hubspot(
+        write(tmp_path / "per_type", rows, calls=calls, meetings=meetings), tmp_path / "out2"
+    )
+    activities = pd.read_csv(tmp_path / "out2" / "activities.csv", dtype=str)
+    assert sorted(zip(activities["opportunity_id"], activities["type"], strict=True)) == [
+        ("1", "call"),
+        ("2", "meeting"),
+    ]
     bad = "Activity type,Activity date,Associated Deal IDs\nSMS,2026-01-06 10:00,1\n"
     message = problems(write(tmp_path / "bad", rows, engagements=bad), tmp_path)
     assert "engagements.csv.Activity type row 1: expected an engagement type" in message
