@@ -368,6 +368,13 @@ def _open(
     return None if source is None else SourceTable(source, problems)
 
 
+def _filled(deals: SourceTable, column: str, values: pd.Series, keep: pd.Series) -> pd.Series:
+    """`values` of a column every imported deal must fill (another pipeline's deals need not)."""
+    empty = keep & values.isna() & deals.text(column).isna()
+    deals.problems.add_rows(deals.name, column, empty, "a non-empty value", values)
+    return values
+
+
 def _choose_pipeline(
     deals: SourceTable, pipelines: pd.Series, chosen: str | None
 ) -> tuple[str | None, pd.Series]:
@@ -418,14 +425,14 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
     chosen, keep = _choose_pipeline(deals, pipelines, pipeline)
     if chosen is None:
         raise HubSpotImportError(ValidationReport(str(src), problems.violations))
-    ids = deals.text("Record ID", required=True)
+    ids = _filled(deals, "Record ID", deals.text("Record ID"), keep)
     repeated = keep & ids.duplicated(keep=False) & ids.notna()
     problems.add_rows(deals.name, "Record ID", repeated, "a unique Record ID", ids)
-    current = deals.text("Deal Stage", required=True)
-    created = deals.timestamps("Create Date", required=True)
-    owner = deals.text("Deal owner", required=True)
+    current = _filled(deals, "Deal Stage", deals.text("Deal Stage"), keep)
+    created = _filled(deals, "Create Date", deals.timestamps("Create Date"), keep)
+    owner = _filled(deals, "Deal owner", deals.text("Deal owner"), keep)
     columns = [c for c in stage_columns(list(deals.frame.columns)) if c.pipeline == chosen]
-    if chosen is not None and not columns:
+    if not columns:
         problems.add(
             deals.name,
             f'Date entered "<stage>" ({chosen})',
@@ -458,7 +465,7 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
     problems.add_rows(
         deals.name, "Amount", keep & (amount < 0).fillna(False), "amount >= 0", amount
     )
-    close_date = deals.timestamps("Close Date", required=True).dt.normalize()
+    close_date = _filled(deals, "Close Date", deals.timestamps("Close Date"), keep).dt.normalize()
     state = pd.DataFrame(
         {"amount": amount.to_numpy(), "close_date": close_date.to_numpy()}, index=ids.to_numpy()
     )[keep.to_numpy()]
@@ -469,7 +476,7 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
         close_date=state["close_date"].reindex(deal_of_row).to_numpy(),
         probability=history["stage"].map(stages.probabilities if stages else {}).astype(float),
     )
-    company = deals.text("Associated Company", required=True)
+    company = _filled(deals, "Associated Company", deals.text("Associated Company"), keep)
     opportunities = pd.DataFrame(
         {
             "opportunity_id": ids,
@@ -543,10 +550,8 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
             activities.append(_activities(engagement_table, ids_imported, file_type))
     if activities:
         tables["activities"] = pd.concat(activities, ignore_index=True)
-    if stages is None or chosen is None:
-        problems.add(deals.name, "Pipeline", None, "a pipeline with stage dates", "none")
     _stale_outputs(out, {f"{name}.csv" for name in tables} | {STAGES_FILE}, problems)
-    if problems or stages is None or chosen is None:
+    if problems or stages is None:  # no stages is always a problem noted above
         raise HubSpotImportError(ValidationReport(str(src), problems.violations))
     write_export(tables, out, stages=stages.to_yaml_dict())
     (out / CONFIG_FILE).write_text(config_text(), encoding="utf-8")

@@ -208,6 +208,7 @@ def test_several_pipelines_need_one_chosen_and_the_others_are_counted(tmp_path: 
     rows = [deal(str(i), "Lead", Lead=("2026-01-05 09:00", "")) for i in range(3)]
     renewal = deal("9", "Lead")
     renewal["Pipeline"] = "Renewals"
+    renewal["Create Date"] = ""  # not imported: none of the Sales deals' rules apply to it
     raw = write(tmp_path / "raw", [*rows, renewal])
     message = problems(raw, tmp_path)
     assert "deals.csv.Pipeline: expected one pipeline (choose one with --pipeline" in message
@@ -216,6 +217,7 @@ def test_several_pipelines_need_one_chosen_and_the_others_are_counted(tmp_path: 
     assert "expected the pipeline 'Upsell'" in message
     report = import_hubspot(raw, tmp_path / "out", pipeline=PIPE)
     assert report.files[0].skipped == {"in another pipeline than 'Sales'": 1}
+    assert report.files[0].rows_read == 4
     assert report.rows_written["opportunities.csv"] == 3
     # The Renewals pipeline has no stage columns here: choosing it is refused by name.
     message = problems(raw, tmp_path, pipeline="Renewals")
@@ -227,12 +229,14 @@ def test_bad_values_are_named_and_stage_probabilities_must_agree(tmp_path: Path)
     rows[0]["Deal probability"] = "0.2"  # other Lead deals say 0.1
     rows[1]["Amount"] = "-5"
     rows[2]["Record ID"] = "1"
+    rows[2]["Associated Company"] = ""
     message = problems(write(tmp_path / "raw", rows), tmp_path)
     assert (
         "deals.csv.Deal probability row 1: expected one probability for every deal in " in message
     )
     assert "deals.csv.Amount row 2: expected amount >= 0" in message
     assert "deals.csv.Record ID row 3: expected a unique Record ID" in message
+    assert "deals.csv.Associated Company row 3: expected a non-empty value, found empty" in message
 
 
 def test_owners_missing_from_owners_csv_are_added_and_counted(tmp_path: Path) -> None:
