@@ -31,6 +31,10 @@ def _generate(args: argparse.Namespace) -> int:
     if args.messy and not args.salesforce:
         print("dealcast generate: --messy needs --salesforce", file=sys.stderr)
         return 2
+    if args.salesforce and args.format == "hubspot":
+        # A HubSpot export carries its own mess always; the two formats exclude each other.
+        print("dealcast generate: --salesforce and --format hubspot: choose one", file=sys.stderr)
+        return 2
     world = generate_world(
         n_opportunities=args.opportunities,
         seed=args.seed,

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from dealcast.cli import main
 from dealcast.config import config_file, read_settings
 from features.config import FeatureConfig, FeatureConfigError
 from features.importers.hubspot import (
@@ -434,3 +435,9 @@ def test_stage_columns_are_read_in_both_of_hubspots_labellings() -> None:
         ("exited", "Appointment Scheduled", "Sales Pipeline"),
         ("entered", "Closed Won", "Renewals (EMEA)"),
     ]
+
+
+def test_generate_refuses_two_formats_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    assert main(["generate", "--out", str(out), "--salesforce", "--format", "hubspot"]) == 2
+    assert not out.exists()
