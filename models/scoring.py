@@ -8,7 +8,7 @@ deal's `as_of` (default: now), and the outcome reference is the training data in
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +97,8 @@ class DealScore:
     # The deal's close date at as_of is before the end of as_of's quarter (overdue included):
     # it counts in the pipeline coverage (models.team_quarter).
     closes_in_period: bool = True
+    # The features it was scored from, by name (read when needed: the prediction log).
+    features: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +128,24 @@ def _as_of_values(as_of: Sequence[TimeLike | None] | TimeLike | None, n: int) ->
     else:
         values = list(as_of)
     return to_ns([now if v is None else v for v in values])
+
+
+class FeatureRow(Mapping[str, object]):
+    """One scored deal's features, read from the request's feature columns when asked for
+    (building a dict per deal would cost every request, logged or not)."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray], row: int) -> None:
+        self._columns = columns
+        self._row = row
+
+    def __getitem__(self, name: str) -> object:
+        return self._columns[name][self._row]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
 
 
 class Scorer:
@@ -303,6 +323,7 @@ class Scorer:
                     amount=float(now["amount"][i]),
                     period_weights={k: float(v[i]) for k, v in weights.items()},
                     closes_in_period=bool(closes[i]),
+                    features=FeatureRow(now, i),
                 )
             )
         return scores

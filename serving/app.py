@@ -23,6 +23,7 @@ from serving.auth import ApiKey, PageRefused
 from serving.errors import register_error_handlers
 from serving.limits import Backpressure, BodySizeLimit, KeyBeforeBody
 from serving.model_store import ModelStore
+from serving.prediction_log import PredictionLog
 from serving.routes import attainment, forecast, health, model, page, page_links, score
 from serving.settings import Settings, load_settings
 
@@ -68,9 +69,15 @@ def create_app(settings: Settings | None = None, *, store: ModelStore | None = N
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         logger.info("loading %s", settings.model_uri)
         await anyio.to_thread.run_sync(store.start)
+        if settings.prediction_log is not None:
+            app.state.prediction_log = PredictionLog(settings.prediction_log)
+            logger.info("logging every answered deal to %s", settings.prediction_log)
         try:
             yield
         finally:
+            log = getattr(app.state, "prediction_log", None)
+            if log is not None:
+                await anyio.to_thread.run_sync(log.close)
             await anyio.to_thread.run_sync(store.stop)
 
     # FastAPIOffline: /docs loads Swagger UI from this service (assets shipped in the

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from serving.model_store import LoadedModel, ModelStore
+from serving.prediction_log import PredictionLog
 from serving.settings import Settings
 
 
@@ -29,6 +30,13 @@ async def get_model(store: Annotated[ModelStore, Depends(get_store)]) -> LoadedM
     return store.require()
 
 
+async def get_prediction_log(request: Request) -> PredictionLog | None:
+    """The prediction log, when DEALCAST_PREDICTION_LOG is set (made at start-up)."""
+    log: PredictionLog | None = getattr(request.app.state, "prediction_log", None)
+    return log
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 CurrentModel = Annotated[LoadedModel, Depends(get_model)]
+PredictionLogDep = Annotated[PredictionLog | None, Depends(get_prediction_log)]

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     load_retry_max_seconds: float = Field(default=300.0, gt=0)
     # The folder of a CRM export, for the manager's page.
     data_dir: Path | None = None
+    # Where every answered deal is appended (serving.prediction_log); unset: nothing is logged.
+    prediction_log: Path | None = None
     mlflow_tracking_uri: str = Field(
         default_factory=default_tracking_uri,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Body, Response
 from serving.auth import KeyCaller, require_deals_in_scope
 from serving.checks import check_batch, check_deals, model_currency
 from serving.compute import run_scoring
-from serving.dependencies import CurrentModel, SettingsDep
+from serving.dependencies import CurrentModel, PredictionLogDep, SettingsDep
 from serving.errors import documented
+from serving.prediction_log import stamp
 from serving.present import score_response
 from serving.schemas import EXAMPLE_AS_OF, EXAMPLE_DEAL, ScoreRequest, ScoreResponse
 
@@ -60,6 +61,7 @@ async def score(
     loaded: CurrentModel,
     settings: SettingsDep,
     caller: KeyCaller,
+    log: PredictionLogDep,
 ) -> Response:
     check_batch(len(request.deals), settings.max_batch)
     require_deals_in_scope(caller, request.deals, loaded)
@@ -71,6 +73,8 @@ async def score(
         scores = loaded.scorer.score(
             payloads, as_of=as_of, explain=request.explain, top_k=request.top_k
         )
+        if log is not None:
+            log.append(scores, stamp(loaded))
         return score_response(scores, loaded)
 
     return await run_scoring(len(request.deals), work)
