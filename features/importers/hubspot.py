@@ -98,13 +98,18 @@ ACTIVITY_TYPES: Final = {
     "NOTE": "other",
     "TASK": "other",
 }
-# The features that read the history of amount and close date: missing on every snapshot of
-# this export (FeatureConfig.unavailable_features, written to the export's dealcast.toml).
+# The features that read the history of amount and close date, and those that read the close
+# date at as_of (for a closed deal, the export's close date is the day it closed: its outcome
+# seen early): missing on every snapshot of this export (FeatureConfig.unavailable_features,
+# written to the export's dealcast.toml). close_date_in_quarter stays: the baselines' period
+# forecasts read it (it still carries the final close date; the import report says so).
 UNAVAILABLE_FEATURES: Final = (
     "amount_change_since_creation",
     "amount_change_recent",
     "close_date_pushes",
     "close_date_days_pushed",
+    "days_to_close",
+    "close_date_past",
 )
 CONFIG_FILE: Final = "dealcast.toml"
 CONFIG_MARK: Final = "# written by dealcast import hubspot"
@@ -112,8 +117,10 @@ EXPORT_TIME_NOTE: Final = (
     "amount and close_date have no history in a HubSpot deal export: every rebuilt history row "
     "carries the export-time value, so amount changes and close-date pushes are not observed, "
     "and a closed deal's close date is its actual one on every row; the features that read "
-    "their history (" + ", ".join(UNAVAILABLE_FEATURES) + ") are missing on every snapshot "
-    f"(unavailable_features in {CONFIG_FILE})"
+    "their history or the close date at as_of (" + ", ".join(UNAVAILABLE_FEATURES) + ") are "
+    f"missing on every snapshot (unavailable_features in {CONFIG_FILE}); close_date_in_quarter "
+    "still reads the export-time close date, which for a closed deal tells when it closed: "
+    "its in-period figures are optimistic"
 )
 
 # `Date entered "Stage" (Pipeline)` and HubSpot's own `Date entered "Stage (Pipeline)"`.

@@ -76,10 +76,11 @@ def test_a_hubspot_org_imports_validates_trains_and_scores(hubspot_org: Path) ->
     assert "settings from the export's export/dealcast.toml" in trained.stderr
     assert "registered dealcast version 1" in trained.stdout
     assert re.search(r"champion: version \d", trained.stdout), trained.stdout
-    # The model and the baseline forecaster both carry the setting in their feature plan, so
-    # the service computes the same missing columns the training saw.
+    # The model (and the baseline forecaster, when the model failed the gate and it was
+    # registered too) carry the setting in their feature plan, so the service computes the
+    # same missing columns the training saw.
     bundles = list((root / "mlartifacts").rglob("bundle.pkl"))
-    assert len(bundles) == 2
+    assert len(bundles) in (1, 2), trained.stdout
     for path in bundles:
         assert DealcastBundle.load(path).plan.config.unavailable_features == UNAVAILABLE_FEATURES
 
