@@ -19,6 +19,7 @@ import pytest
 from tests.integration.conftest import API_KEY, Registry
 
 STARTUP_SECONDS = 90
+SERVE = [sys.executable, "-m", "dealcast", "serve"]
 
 
 def free_port() -> int:
@@ -45,7 +46,9 @@ def service_env(registry: Registry, **extra: str) -> dict[str, str]:
 def server(registry: Registry, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "dealcast", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        # One process: its output is the service's (several workers would outlive a kill of
+        # their supervisor and hold the pipe open).
+        [*SERVE, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env=service_env(registry),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
