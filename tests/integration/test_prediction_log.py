@@ -13,35 +13,11 @@ import pytest
 
 from serving.prediction_log import FEATURE_PREFIX, feature_hash
 from tests.integration.conftest import API_KEY, Registry
-from tests.integration.test_service_uvicorn import (
-    SERVE,
-    STARTUP_SECONDS,
-    free_port,
-    service_env,
-)
+from tests.integration.test_service_uvicorn import start_serve
 
 
 def _serve(registry: Registry, tmp_path: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [*SERVE, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=service_env(registry, DEALCAST_PREDICTION_LOG=str(log)),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"the service did not become ready:\n{process.communicate()[0]}")
+    return start_serve(registry, tmp_path, DEALCAST_PREDICTION_LOG=str(log))
 
 
 @pytest.fixture

@@ -42,15 +42,15 @@ def service_env(registry: Registry, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def server(registry: Registry, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def start_serve(registry: Registry, cwd: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """`dealcast serve` as one process on a free loopback port (its output is the service's:
+    several workers would outlive a kill of their supervisor and hold the pipe open),
+    returned with its base URL once /ready answers 200."""
     port = free_port()
     process = subprocess.Popen(
-        # One process: its output is the service's (several workers would outlive a kill of
-        # their supervisor and hold the pipe open).
         [*SERVE, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=service_env(registry),
-        cwd=tmp_path,
+        env=service_env(registry, **env),
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -60,13 +60,17 @@ def server(registry: Registry, tmp_path: Path) -> Iterator[tuple[subprocess.Pope
     while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                break
+                return process, base
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"the service did not become ready:\n{process.communicate()[0]}")
+    process.kill()
+    pytest.fail(f"the service did not become ready:\n{process.communicate()[0]}")
+
+
+@pytest.fixture
+def server(registry: Registry, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process, base = start_serve(registry, tmp_path)
     try:
         yield process, base
     finally:
