@@ -150,18 +150,31 @@ def test_a_body_without_a_valid_key_is_refused_before_it_is_read(
     assert httpx.Response(401, content=body).json()["error"] == "unauthorized"
 
 
+def _refusal(connection: socket.socket) -> int | str:
+    """The status a refused client reads, or "reset": a connection closed while its body is
+    still arriving may be reset by the kernel (the unread bytes) before the 401 is read."""
+    try:
+        return _read_response(connection)[0]
+    except ConnectionResetError:
+        return "reset"
+
+
 def test_keyless_clients_holding_big_bodies_hold_nothing(service: Service) -> None:
-    """20 keyless clients start 15 MiB bodies; each is answered 401 and cut off, while a
+    """20 keyless clients start 15 MiB bodies; each is refused (401) and cut off, while a
     client with a key is served."""
     connections = [_connect(service) for _ in range(20)]
     try:
         for connection in connections:
             connection.sendall(_head("/v1/attainment", length=BIG_BODY) + b"{" * 65536)
-        statuses = [_read_response(connection)[0] for connection in connections]
+        statuses = [_refusal(connection) for connection in connections]
     finally:
         for connection in connections:
             connection.close()
-    assert statuses == [401] * 20
+    assert set(statuses) <= {401, "reset"}, statuses
+    # Without body bytes in flight nothing is reset: the refusal itself is a 401.
+    with _connect(service) as connection:
+        connection.sendall(_head("/v1/attainment", length=BIG_BODY))
+        assert _read_response(connection)[0] == 401
     assert httpx.get(f"{service.base}/v1/model", headers=KEY, timeout=30).status_code == 200
 
 
