@@ -110,8 +110,14 @@ def compute_features(
 
     Each query's deal must have a history row at or before its as-of time.
     """
-    return _feature_frame(
-        feature_columns(tables, deals, as_of, plan=plan, reference=reference), plan
+    return _snapshot_frame(
+        tables,
+        np.asarray(deals, dtype=np.int64),
+        np.asarray(as_of, dtype=np.int64),
+        plan=plan,
+        reference=reference,
+        keys={},
+        chunk_rows=SNAPSHOT_CHUNK_ROWS,
     )
 
 
@@ -203,20 +209,6 @@ def manual_probability_at(tables: DealTables, deals: np.ndarray, as_of: np.ndarr
         return np.full(deals.size, np.nan)
     typed = history.manual_probability[np.maximum(row, 0)]
     return np.where(row >= history.index.starts[deals], typed, np.nan)
-
-
-def _feature_frame(columns: dict[str, np.ndarray], plan: FeaturePlan) -> pd.DataFrame:
-    """One float block for the numeric features plus object columns for the categories,
-    assembled once (column-by-column assignment costs more than the features for one deal)."""
-    names = plan.feature_names
-    categorical = set(plan.categorical_features)
-    numeric = [name for name in names if name not in categorical]
-    block = np.column_stack([columns[name] for name in numeric])
-    frame = pd.DataFrame(block, columns=numeric, copy=False)
-    for name in names:
-        if name in categorical:
-            frame[name] = pd.Series(columns[name], dtype=object)
-    return frame[names]
 
 
 # Queries per `feature_columns` pass when an export's snapshots are built: bounds the pass's

@@ -136,12 +136,7 @@ class DealcastModel(PythonModel):
             rows.append(
                 {
                     "opportunity_id": score.opportunity_id,
-                    "win_probability": score.win_probability,
-                    "win_probability_low": score.win_probability_interval[0],
-                    "win_probability_high": score.win_probability_interval[1],
-                    "win_in_period_probability": score.win_in_period_probability,
-                    "win_in_period_probability_low": score.win_in_period_interval[0],
-                    "win_in_period_probability_high": score.win_in_period_interval[1],
+                    **score.probabilities(),
                     **{
                         name: score.baselines[name]
                         for name in ("stage_weight_crm", "stage_weight_empirical", "commit")

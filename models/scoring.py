@@ -100,6 +100,18 @@ class DealScore:
     # The features it was scored from, by name (read when needed: the prediction log).
     features: Mapping[str, object] = field(default_factory=dict)
 
+    def probabilities(self) -> dict[str, float]:
+        """Both probabilities with their intervals, by the column names of the batch output
+        (score_export), the pyfunc's and the prediction log's."""
+        return {
+            "win_probability": self.win_probability,
+            "win_probability_low": self.win_probability_interval[0],
+            "win_probability_high": self.win_probability_interval[1],
+            "win_in_period_probability": self.win_in_period_probability,
+            "win_in_period_probability_low": self.win_in_period_interval[0],
+            "win_in_period_probability_high": self.win_in_period_interval[1],
+        }
+
 
 @dataclass
 class PipelineForecast:

@@ -66,9 +66,6 @@ def stamp(loaded: LoadedModel) -> ModelStamp:
     return ModelStamp(name=loaded.name, version=loaded.version, uri=loaded.uri)
 
 
-_TICK = _Batch(datetime.min.replace(tzinfo=UTC), ModelStamp("", None, ""), ())
-
-
 class PredictionLog:
     """Appends answered deals to `directory` from a writer thread of its own."""
 
@@ -115,11 +112,11 @@ class PredictionLog:
             try:
                 item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
             except queue.Empty:
-                item = _TICK
-            if item is None:
-                self._write(pending)
-                return
-            if item is not _TICK:
+                pass  # time to flush what is pending
+            else:
+                if item is None:
+                    self._write(pending)
+                    return
                 pending.append(item)
                 rows += len(item.scores)
             if rows >= self.max_rows or time.monotonic() >= deadline:
@@ -170,12 +167,7 @@ def prediction_row(score: DealScore, model: ModelStamp, logged_at: datetime) -> 
         "model_version": model.version,
         "model_uri": model.uri,
         "mode": score.mode,
-        "win_probability": score.win_probability,
-        "win_probability_low": score.win_probability_interval[0],
-        "win_probability_high": score.win_probability_interval[1],
-        "win_in_period_probability": score.win_in_period_probability,
-        "win_in_period_low": score.win_in_period_interval[0],
-        "win_in_period_high": score.win_in_period_interval[1],
+        **score.probabilities(),
     }
     for horizon, days, p in score.horizons:
         row[f"p_won_{horizon}"] = p
