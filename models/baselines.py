@@ -38,8 +38,55 @@ MANUAL_FALLBACK = "stage_weight_crm"  # what a deal without a typed value is for
 _PRIOR = 20.0
 
 
-def _close_in_period(frame: Columns) -> np.ndarray:
-    return np.asarray(frame["close_date_in_quarter"], dtype=np.float64) > 0.5
+def closes_in_period(frame: Columns) -> np.ndarray:
+    """Whether each deal's close date at the snapshot is before its quarter's end; a deal
+    whose close date is unknown then (an export without close-date history: its
+    `close_date_in_quarter` is unavailable, NaN) counts as closing in the period, since
+    nothing says it does not."""
+    close = np.asarray(frame["close_date_in_quarter"], dtype=np.float64)
+    return ~(close <= 0.5)
+
+
+@dataclass
+class PeriodShare:
+    """The share of an eventual win that falls in the snapshot's period, for deals whose
+    close date at the snapshot is unknown: of the won training snapshots in the same stage
+    with the same weeks left in the quarter, the share won within their period (shrunk toward
+    all won snapshots). Learned from the labels alone, it reads nothing of a deal's own
+    outcome or final close date."""
+
+    rates_: _GroupRate = field(default_factory=lambda: _GroupRate(PERIOD_KEY))
+
+    @staticmethod
+    def keys(frame: Columns) -> dict[str, np.ndarray]:
+        stage = np.asarray(frame["stage"], dtype=object)
+        weeks = np.floor(np.asarray(frame["days_left_in_quarter"], dtype=np.float64) / 7.0)
+        weeks = np.clip(np.nan_to_num(weeks, nan=0.0), 0, 13).astype(np.int64)
+        return {PERIOD_KEY: np.array([f"{s}|{w}" for s, w in zip(stage, weeks, strict=True)])}
+
+    def fit(self, training: TrainingSet) -> PeriodShare:
+        won, in_period = training.targets["won"], training.targets["won_in_period"]
+        rows = won.known & (won.label > 0.5) & in_period.known
+        keys = {PERIOD_KEY: self.keys(training.frame)[PERIOD_KEY][rows]}
+        self.rates_.fit(keys, in_period.label[rows], in_period.weight[rows])
+        return self
+
+    def predict(self, frame: Columns) -> np.ndarray:
+        return self.rates_.predict(self.keys(frame))
+
+
+PERIOD_KEY = "stage_weeks_left"
+
+
+def _in_period(frame: Columns, share: PeriodShare | None) -> np.ndarray:
+    """Each deal's share in the period forecast: 1 or 0 by its close date at the snapshot,
+    `share` where that is unknown (without a share, as closing in the period)."""
+    close = np.asarray(frame["close_date_in_quarter"], dtype=np.float64)
+    out = (close > 0.5).astype(np.float64)
+    unknown = np.isnan(close)
+    if unknown.any():
+        out[unknown] = 1.0 if share is None else share.predict(frame)[unknown]
+    return out
 
 
 @dataclass
@@ -48,6 +95,8 @@ class StageWeightCRM:
 
     target: Target = "won"
     name: str = "stage_weight_crm"
+    # Where a deal's close date at the snapshot is unknown (fit_baselines sets it).
+    period_share_: PeriodShare | None = field(default=None, repr=False)
 
     def fit(
         self, frame: Columns, outcome: np.ndarray, *, weight: np.ndarray | None = None
@@ -67,12 +116,12 @@ class StageWeightCRM:
     def predict_proba(self, frame: Columns) -> np.ndarray:
         p = self._configured(frame)
         if self.target == "won_in_period":
-            p = np.where(_close_in_period(frame), p, 0.0)
+            p = p * _in_period(frame, self.period_share_)
         return p
 
     def period_weights(self, frame: Columns) -> np.ndarray:
         """Share of each open deal's amount in the period forecast."""
-        return np.where(_close_in_period(frame), self._configured(frame), 0.0)
+        return _in_period(frame, self.period_share_) * self._configured(frame)
 
 
 _MISSING = "(missing)"
@@ -139,6 +188,7 @@ class StageWeightEmpirical:
 
     target: Target = "won"
     name: str = "stage_weight_empirical"
+    period_share_: PeriodShare | None = field(default=None, repr=False)
 
     def fit(
         self, frame: Columns, outcome: np.ndarray, *, weight: np.ndarray | None = None
@@ -150,7 +200,7 @@ class StageWeightEmpirical:
         return self.rates_.predict(frame)
 
     def period_weights(self, frame: Columns) -> np.ndarray:
-        return np.where(_close_in_period(frame), self.predict_proba(frame), 0.0)
+        return _in_period(frame, self.period_share_) * self.predict_proba(frame)
 
 
 @dataclass
@@ -161,6 +211,7 @@ class CommitBaseline:
     target: Target = "won"
     name: str = "commit"
     include_best_case: bool = False
+    period_share_: PeriodShare | None = field(default=None, repr=False)
 
     def fit(
         self, frame: Columns, outcome: np.ndarray, *, weight: np.ndarray | None = None
@@ -174,7 +225,7 @@ class CommitBaseline:
     def period_weights(self, frame: Columns) -> np.ndarray:
         called = ["Commit", "Best Case"] if self.include_best_case else ["Commit"]
         in_call = np.isin(np.asarray(frame["forecast_category"], dtype=object), called)
-        return (in_call & _close_in_period(frame)).astype(np.float64)
+        return in_call * _in_period(frame, self.period_share_)
 
 
 def typed_probability(frame: Columns) -> np.ndarray:
@@ -215,6 +266,7 @@ def baselines_for(
     """The baselines of each training target (all by default), fitted on the same snapshots,
     labels and censoring weights as the model: one fit for the backtest and the bundle."""
     out = {}
+    share = PeriodShare().fit(training)
     for name, labels in training.targets.items():
         if targets is not None and name not in targets:
             continue
@@ -224,19 +276,29 @@ def baselines_for(
             labels.label[known],
             target="won_in_period" if name == "won_in_period" else "won",
             weight=labels.weight[known],
+            period_share=share,
         )
     return out
 
 
 def fit_baselines(
-    frame: Columns, outcome: np.ndarray, *, target: Target, weight: np.ndarray | None = None
+    frame: Columns,
+    outcome: np.ndarray,
+    *,
+    target: Target,
+    weight: np.ndarray | None = None,
+    period_share: PeriodShare | None = None,
 ) -> dict[str, Baseline]:
     """The baselines fitted on the same training snapshots and weights as the model: the
     three of BASELINE_NAMES and manual_weight, which the backtest and the API report only
-    where deals carry a typed probability."""
-    return {
+    where deals carry a typed probability. `period_share`: the in-period share of deals
+    whose close date at the snapshot is unknown (PeriodShare)."""
+    fitted: dict[str, Baseline] = {
         "stage_weight_crm": StageWeightCRM(target).fit(frame, outcome, weight=weight),
         "stage_weight_empirical": StageWeightEmpirical(target).fit(frame, outcome, weight=weight),
         "commit": CommitBaseline(target).fit(frame, outcome, weight=weight),
         MANUAL_WEIGHT: ManualWeight(target).fit(frame, outcome, weight=weight),
     }
+    for baseline in fitted.values():
+        baseline.period_share_ = period_share
+    return fitted

@@ -51,6 +51,7 @@ from models.baselines import (
     MANUAL_FALLBACK,
     MANUAL_WEIGHT,
     baselines_for,
+    closes_in_period,
     has_manual_probabilities,
     typed_probability,
 )
@@ -441,7 +442,7 @@ def _evaluate_periods(
                 probability_low=deals["pin_model_low"].to_numpy(dtype=np.float64),
                 probability_high=deals["pin_model_high"].to_numpy(dtype=np.float64),
                 amounts=amounts,
-                closes_in_period=deals["close_date_in_quarter"].to_numpy(dtype=np.float64) > 0,
+                closes_in_period=closes_in_period(deals),
             ),
             new_business=NewBusiness(case.new_business, case.team, case.days_left),
             dependence=scale_for[case.quarter],

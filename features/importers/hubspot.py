@@ -101,8 +101,8 @@ ACTIVITY_TYPES: Final = {
 # The features that read the history of amount and close date, and those that read the close
 # date at as_of (for a closed deal, the export's close date is the day it closed: its outcome
 # seen early): missing on every snapshot of this export (FeatureConfig.unavailable_features,
-# written to the export's dealcast.toml). close_date_in_quarter stays: the baselines' period
-# forecasts read it (it still carries the final close date; the import report says so).
+# written to the export's dealcast.toml). Without close_date_in_quarter the baselines' period
+# forecasts take each stage's learned in-period share (models.baselines.PeriodShare).
 UNAVAILABLE_FEATURES: Final = (
     "amount_change_since_creation",
     "amount_change_recent",
@@ -110,6 +110,7 @@ UNAVAILABLE_FEATURES: Final = (
     "close_date_days_pushed",
     "days_to_close",
     "close_date_past",
+    "close_date_in_quarter",
 )
 CONFIG_FILE: Final = "dealcast.toml"
 CONFIG_MARK: Final = "# written by dealcast import hubspot"
@@ -118,9 +119,9 @@ EXPORT_TIME_NOTE: Final = (
     "carries the export-time value, so amount changes and close-date pushes are not observed, "
     "and a closed deal's close date is its actual one on every row; the features that read "
     "their history or the close date at as_of (" + ", ".join(UNAVAILABLE_FEATURES) + ") are "
-    f"missing on every snapshot (unavailable_features in {CONFIG_FILE}); close_date_in_quarter "
-    "still reads the export-time close date, which for a closed deal tells when it closed: "
-    "its in-period figures are optimistic"
+    f"missing on every snapshot (unavailable_features in {CONFIG_FILE}), and the baselines' "
+    "period forecasts count each open deal by its stage's learned share of wins closing in "
+    "the period instead of its close date"
 )
 
 # `Date entered "Stage" (Pipeline)` and HubSpot's own `Date entered "Stage (Pipeline)"`.

@@ -6,6 +6,7 @@ as a HubSpot export read back through the importer, the validator and the featur
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from features.loading import load_export, validate_export
 from features.snapshots import FeaturePlan, build_snapshots
 from features.synthetic import SyntheticWorld, generate_world
 from features.synthetic.hubspot import MAIN_PIPELINE, MESS_FILE, SECOND_PIPELINE, write_hubspot
+from models.baselines import BASELINE_NAMES, baselines_for
+from training.dataset import prepare
 
 PIPE = "Sales"
 STAGES = ("Lead", "Qualified", "Demo", "Contract Sent", "Closed Won", "Closed Lost")
@@ -419,6 +422,36 @@ def test_the_import_validates_and_its_history_features_are_missing(
     assert frame.drop(columns=list(UNAVAILABLE_FEATURES)).equals(
         plain.drop(columns=list(UNAVAILABLE_FEATURES))
     )
+
+
+def test_no_snapshot_reads_the_export_time_close_date(exported: Path, tmp_path: Path) -> None:
+    """A closed deal's export-time close date is the day it closed: its outcome. Moving every
+    deal's close date in deals.csv by 400 days must change no snapshot feature and no
+    in-period baseline, which count a deal by its stage's learned share instead."""
+    shutil.copytree(exported / "raw", tmp_path / "raw")
+    deals = pd.read_csv(tmp_path / "raw" / "deals.csv", dtype=str, encoding="utf-8-sig")
+    moved = pd.to_datetime(deals["Close Date"]) + pd.Timedelta(days=400)
+    deals["Close Date"] = moved.dt.strftime("%Y-%m-%d")
+    deals.to_csv(tmp_path / "raw" / "deals.csv", index=False, encoding="utf-8-sig")
+    import_hubspot(tmp_path / "raw", tmp_path / "export", pipeline=MAIN_PIPELINE)
+
+    def snapshots_and_period_weights(folder: Path) -> tuple[pd.DataFrame, np.ndarray]:
+        export = load_export(folder)
+        data = prepare(export, config=FeatureConfig(unavailable_features=UNAVAILABLE_FEATURES))
+        training = data.training_at(data.data_end)
+        baselines = baselines_for(training, ("won_in_period",))["won_in_period"]
+        weights = [baselines[name].period_weights(training.frame) for name in BASELINE_NAMES]
+        return training.frame, np.vstack(weights)
+
+    frame, weights = snapshots_and_period_weights(exported / "export")
+    moved_frame, moved_weights = snapshots_and_period_weights(tmp_path / "export")
+    assert len(frame) > 1000
+    pd.testing.assert_frame_equal(frame, moved_frame)
+    np.testing.assert_array_equal(weights, moved_weights)
+    # The shares are real fractions that fall as the quarter runs out, not all 1 or 0.
+    assert 0.05 < weights[0].mean() < 0.9
+    late = frame["days_left_in_quarter"].to_numpy() < 14
+    assert weights[1][late].mean() < weights[1][~late].mean()
 
 
 def test_stage_columns_are_read_in_both_of_hubspots_labellings() -> None:
