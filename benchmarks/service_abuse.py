@@ -155,6 +155,7 @@ def split(run: RunResult) -> dict[str, Any]:
         "served_p99_ms": percentile(served, 99),
         "refused_p50_ms": percentile(refused, 50),
         "refused_p99_ms": percentile(refused, 99),
+        "send_lag_p99_ms": percentile(run.send_lags_ms, 99),
     }
 
 

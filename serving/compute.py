@@ -7,6 +7,13 @@ of a few deals is scored on the event loop, where it blocks other requests for t
 milliseconds it takes. A large batch (up to 1,000 deals, hundreds of milliseconds) goes to a
 worker thread, so that the loop keeps accepting connections and answering /health meanwhile.
 
+Except under a crowd: when more than one request is in the service at once (requests read
+in the same turn of the loop, or arriving while others are scored), the few-deal ones go to
+worker threads too. Scored on the loop one after another, they would keep the loop from
+reading what arrives meanwhile, which would wait unread in the socket, where no limit sees
+it (at twice the sustainable rate, 14 s); in threads, the loop keeps reading, so
+`serving.limits.Backpressure` counts every request and refuses the excess at once.
+
 Answers are serialised once, by pydantic, straight to JSON, where the scoring ran: a large
 batch's answer (megabytes of JSON) is written in its worker thread, not on the event loop,
 which stays free for /health, /ready and small requests. The route still declares its
@@ -17,6 +24,7 @@ response model (for the OpenAPI schema), but FastAPI does not validate and re-en
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 
 import anyio.to_thread
 from fastapi import Response
@@ -25,15 +33,25 @@ from pydantic import BaseModel
 # Up to this many deals a request is scored on the event loop (an explained deal: ~5 ms).
 INLINE_DEALS = 8
 
+# How many requests are in the service now: set for each request by
+# serving.limits.Backpressure (None without it, e.g. an app built without the middleware).
+IN_SERVICE: ContextVar[Callable[[], int] | None] = ContextVar("in_service", default=None)
+
+
+def crowded() -> bool:
+    """Whether other requests are in the service beside this one."""
+    count = IN_SERVICE.get()
+    return count is not None and count() > 1
+
 
 async def run_scoring(deals: int, work: Callable[[], BaseModel]) -> Response:
-    """`work()` and its JSON answer on the event loop for a few deals, else in a worker
-    thread."""
+    """`work()` and its JSON answer on the event loop for a few deals when the service holds
+    no other request, else in a worker thread."""
 
     def answer() -> Response:
         return json_response(work())
 
-    if deals <= INLINE_DEALS:
+    if deals <= INLINE_DEALS and not crowded():
         return answer()
     return await anyio.to_thread.run_sync(answer)
 

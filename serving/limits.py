@@ -13,7 +13,8 @@ closing the connection, so that nothing a refused client still sends is read:
   on the event loop in one go (serving.compute), so the requests read in one turn of the loop
   would otherwise pass one by one, each finding the others not yet started: each takes its
   place in the queue first and yields once, so that all of them have, and then the ones
-  beyond `max_queue` are refused.
+  beyond `max_queue` are refused. While others are in the service a request is scored in a
+  worker thread (serving.compute), so that the loop keeps reading and counting arrivals.
 - `BodySizeLimit`: a declared `Content-Length` over the limit is refused (413) without
   reading a byte; otherwise the body is read as it streams in (chunked too), counted, and
   refused as soon as the count passes the limit, or with 408 when the whole body has not
@@ -39,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from serving.auth import presented_key_is_valid
+from serving.compute import IN_SERVICE
 from serving.errors import error_response
 from serving.settings import Settings
 
@@ -108,6 +110,7 @@ class Backpressure:
             return
         place = self.in_service
         self.in_service += 1
+        IN_SERVICE.set(self._count)
         try:
             await anyio.sleep(0)  # let the requests read in this turn take their places
             if place >= self.max_queue:
@@ -116,6 +119,9 @@ class Backpressure:
             await self.app(scope, receive, send)
         finally:
             self.in_service -= 1
+
+    def _count(self) -> int:
+        return self.in_service
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         await refuse(
