@@ -19,6 +19,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import mlflow
 import numpy as np
@@ -253,6 +254,28 @@ def test_the_page_is_self_contained(page_pieces: PagePieces) -> None:
     assert '<script type="application/json" id="dealcast-forecast">' in text
     assert "<link" not in text.lower()
     assert "@import" not in text and "url(" not in text
+
+
+def test_the_service_links_each_rep_and_the_file_links_none(page_pieces: PagePieces) -> None:
+    """A file written alone has no rep pages beside it: its rep names are text. The page the
+    service serves links each name to the rep's page, relatively, and differs in nothing else;
+    a rep id that tries to inject markup stays text, and its link stays in the path."""
+    view, plain = page_pieces.view, page_pieces.html
+    linked = render_manager_page(view, rep_pages=True)
+    assert "<a " not in plain
+    links = re.findall(r'<th scope="row"><a href="([^"]+)">([^<]+)</a></th>', linked)
+    assert sorted(owner for _, owner in links) == sorted(r.owner_id for r in view.reps)
+    stamp = quote(view.as_of.isoformat(), safe="")
+    for href, owner in links:
+        assert href == f"reps/{quote(owner, safe='')}/page?as_of={stamp}"
+    assert re.sub(r'<a href="[^"]+">([^<]+)</a>', r"\1", linked) == plain
+    attack = '"><img src=x onerror="alert(1)">/../../x'
+    hostile = dataclasses.replace(
+        view, reps=(dataclasses.replace(view.reps[0], owner_id=attack), *view.reps[1:])
+    )
+    text = render_manager_page(hostile, rep_pages=True)
+    assert "<img" not in text
+    assert f'<a href="reps/{quote(attack, safe="")}/page?as_of={stamp}">' in text
 
 
 def _hostile(view: ManagerView) -> ManagerView:
