@@ -733,6 +733,15 @@ def teams_of(export: CrmExport) -> list[str]:
     return sorted({str(t) for t in export.owners["team"].dropna()})
 
 
+def team_reps(export: CrmExport, team: str) -> tuple[str, ...]:
+    """The team's reps, sorted: the owners table's rows placing them in `team` (the reps a
+    team's quarter rolls up)."""
+    owners = export.owners
+    return tuple(
+        sorted({str(o) for o in owners.loc[owners["team"].astype(str) == team, "owner_id"]})
+    )
+
+
 def last_change(export: CrmExport) -> pd.Timestamp:
     """The latest time the export knows of: its last history change, deal creation or
     activity. (The last history change alone would cut off activities logged after it.)"""
@@ -829,12 +838,7 @@ def build_team_quarter(
         )
     quarter = quarter_of(when, start_month=scorer.bundle.plan.config.fiscal_year_start_month)
 
-    owners_table = export.owners
-    owners = tuple(
-        sorted(
-            {str(o) for o in owners_table.loc[owners_table["team"].astype(str) == team, "owner_id"]}
-        )
-    )
+    owners = team_reps(export, team)
     seen = export_as_of(_team_export(export, owners), when)
     opportunity_owner = seen.opportunities.set_index(
         seen.opportunities["opportunity_id"].astype(str)

@@ -14,6 +14,12 @@ deals with what to do, and what changed since last week; definitions at the end.
 Readable from phone to laptop width: blocks stack, charts scale with their box, and wide
 tables scroll inside their own box instead of widening the page. Status is never colour
 alone: every badge has its word and a symbol.
+
+A rep's page (`render_rep_page`) is built from the team page's own blocks (status, the
+forecasts beside the baselines, coverage and targets, deal cards, review, the key at the end)
+for one rep, with every open deal of the rep; the team page's rep table links each rep there
+(`rep_pages`, the service) and the rep's page links back, both relative and pinned to the
+page's as-of time.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable, Sequence
+from urllib.parse import quote
 
 import pandas as pd
 
+from models.attainment import AttainmentResult
 from models.forecast_review import ForecastReview
 from models.team_quarter import COVERAGE_TARGET, DealChange, Gap
 from serving.page.view import (
@@ -31,7 +39,9 @@ from serving.page.view import (
     AtRiskDeal,
     FanPoint,
     ManagerView,
+    QuarterPage,
     RepSummary,
+    RepView,
 )
 
 STATUS_WORDS = {
@@ -177,7 +187,7 @@ def _day(stamp: pd.Timestamp | None) -> str:
     return "no date" if stamp is None else stamp.strftime("%d %b %Y")
 
 
-def _status(view: ManagerView) -> str:
+def _status(view: QuarterPage) -> str:
     return view.attainment.status if view.attainment is not None else "none"
 
 
@@ -194,20 +204,29 @@ def _badge(status: str) -> str:
 
 def status_sentence(view: ManagerView) -> str:
     """The page's first sentence: where the team stands against its quota (plain text)."""
+    return _standing(view, who=view.team, whose="its")
+
+
+def rep_status_sentence(view: RepView) -> str:
+    """A rep's page's first sentence: where the rep stands against their quota."""
+    return _standing(view, who=view.owner_id, whose="their")
+
+
+def _standing(view: QuarterPage, *, who: str, whose: str) -> str:
     a = view.attainment
     if a is None:
         return (
-            f"No quota is set for {view.team} in {view.period}, so there is no chance of "
+            f"No quota is set for {who} in {view.period}, so there is no chance of "
             f"attainment to report; the model expects {money(view.expected_revenue)} of "
             "closed-won revenue this quarter."
         )
     if a.remaining_quota == 0:
         return (
-            f"{view.team} has reached its {view.period} quota: {money(a.won_to_date)} won "
+            f"{who} has reached {whose} {view.period} quota: {money(a.won_to_date)} won "
             f"against {money(a.quota)}."
         )
     sentence = (
-        f"{view.team} has a {pct(a.p_attain)} chance of reaching its {view.period} quota of "
+        f"{who} has a {pct(a.p_attain)} chance of reaching {whose} {view.period} quota of "
         f"{money(a.quota)}"
     )
     if pct(a.p_attain_low) != pct(a.p_attain_high):
@@ -216,6 +235,21 @@ def status_sentence(view: ManagerView) -> str:
 
 
 def _header(view: ManagerView) -> str:
+    return f"""<header>
+<p class="eyebrow">dealcast · manager's page</p>
+<h1 data-testid="title">{_e(view.team)} · {_e(view.period)}</h1>
+{_meta(view)}
+</header>"""
+
+
+def _meta(view: QuarterPage) -> str:
+    return f"""<p class="meta">As of {_e(view.as_of.strftime("%d %b %Y, %H:%M UTC"))} ·
+{view.days_left:.0f} days left in the quarter ({_e(_day(view.period_start))} to
+{_e(_day(view.period_end - pd.Timedelta(days=1)))}) · scores from {_e(_source(view))}</p>"""
+
+
+def _source(view: QuarterPage) -> str:
+    """Where the scores came from, as the team page's header says it."""
     model = view.model
     source = model.uri or "the loaded model"
     if model.version:
@@ -223,13 +257,7 @@ def _header(view: ManagerView) -> str:
     if model.mode == "baseline":
         source += ", the baseline forecaster (mode baseline: stage win rates)"
     trained = f", trained on data to {_day(pd.Timestamp(model.data_end))}" if model.data_end else ""
-    return f"""<header>
-<p class="eyebrow">dealcast · manager's page</p>
-<h1 data-testid="title">{_e(view.team)} · {_e(view.period)}</h1>
-<p class="meta">As of {_e(view.as_of.strftime("%d %b %Y, %H:%M UTC"))} ·
-{view.days_left:.0f} days left in the quarter ({_e(_day(view.period_start))} to
-{_e(_day(view.period_end - pd.Timedelta(days=1)))}) · scores from {_e(source)}{_e(trained)}</p>
-</header>"""
+    return source + trained
 
 
 def _range_record(view: ManagerView) -> str:
@@ -244,6 +272,12 @@ def _range_record(view: ManagerView) -> str:
 
 
 def _status_section(view: ManagerView) -> str:
+    return _status_block(view, sentence=status_sentence(view), record=_range_record(view))
+
+
+def _status_block(view: QuarterPage, *, sentence: str, record: str) -> str:
+    """The status badge, `sentence`, the expected revenue (with `record`, what its range is
+    worth) and the headline figures."""
     status = _status(view)
     a = view.attainment
     revenue = (
@@ -251,7 +285,7 @@ def _status_section(view: ManagerView) -> str:
         + (f" (80% range {money(a.p10)} to {money(a.p90)})" if a is not None else "")
         + f"; {money(view.won_to_date)} is won so far"
         + f" from {view.open_deals} open deals and new business still to come."
-        + _range_record(view)
+        + record
     )
     kpis = [
         _chance_kpi(view),
@@ -281,13 +315,13 @@ def _status_section(view: ManagerView) -> str:
     return f"""<section class="status s-{status}" data-testid="status" data-status="{status}"
 aria-labelledby="status-h">
 <h2 id="status-h">Status {_badge(status)}</h2>
-<p class="lead" data-testid="status-sentence">{_e(status_sentence(view))}</p>
+<p class="lead" data-testid="status-sentence">{_e(sentence)}</p>
 <p>{_e(revenue)}</p>
 <dl class="kpis" data-testid="kpis">{cells}</dl>
 </section>"""
 
 
-def _chance_kpi(view: ManagerView) -> tuple[str, str, str]:
+def _chance_kpi(view: QuarterPage) -> tuple[str, str, str]:
     a = view.attainment
     if a is None:
         return ("Chance of reaching quota", "n/a", "no quota")
@@ -296,7 +330,7 @@ def _chance_kpi(view: ManagerView) -> tuple[str, str, str]:
     return ("Chance of reaching quota", pct(a.p_attain), _interval(view))
 
 
-def _interval(view: ManagerView) -> str:
+def _interval(view: QuarterPage) -> str:
     a = view.attainment
     if a is None:
         return ""
@@ -446,7 +480,7 @@ to be created are added as the weeks pass.</p></figcaption></figure>
 </section>"""
 
 
-def forecast_bars(view: ManagerView) -> str:
+def forecast_bars(view: QuarterPage) -> str:
     """One bar per forecaster on a shared scale, the quota as a line across all of them.
 
     The drawing stretches to its box (preserveAspectRatio none), so lines keep their width
@@ -492,7 +526,7 @@ def forecast_bars(view: ManagerView) -> str:
     return "".join(items)
 
 
-def _forecasts_section(view: ManagerView) -> str:
+def _forecasts_section(view: QuarterPage) -> str:
     model = view.forecasts[0]
     others = view.forecasts[1:]
     gaps = "; ".join(f"{o.label} {_signed(o.value - model.value)}" for o in others)
@@ -564,9 +598,14 @@ def _target_row(owner: str, gap: Gap | None) -> str:
 
 
 def _targets_table(view: ManagerView) -> str:
-    rows = _target_row("Team", view.coverage) + "".join(
-        _target_row(r.owner_id, r.gap) for r in view.reps
+    return _targets_of(
+        _target_row("Team", view.coverage)
+        + "".join(_target_row(r.owner_id, r.gap) for r in view.reps)
     )
+
+
+def _targets_of(rows: str) -> str:
+    """The target decomposition's table around `rows` (`_target_row`s), with its key."""
     activities = "".join(
         f'<th scope="col" class="r">{_e(word)} needed</th>' for word in ACTIVITY_WORDS.values()
     )
@@ -585,17 +624,27 @@ Coverage: pipeline closing this quarter / remaining quota, against the
 
 
 def _coverage_section(view: ManagerView) -> str:
-    c: Gap | None = view.coverage
-    a = view.attainment
+    return _coverage_block(
+        view.coverage,
+        view.attainment,
+        open_pipeline=sum(r.open_pipeline for r in view.reps),
+        targets=_targets_table(view),
+    )
+
+
+def _coverage_block(
+    c: Gap | None, a: AttainmentResult | None, *, open_pipeline: float, targets: str
+) -> str:
+    """The gap to the quota and what covers it, then `targets` (`_targets_of`)."""
     if c is None or a is None:
         body = (
             "<p>Without a quota there is no gap to cover. Open pipeline: "
-            f"<span class=num>{money(sum(r.open_pipeline for r in view.reps))}</span>.</p>"
+            f"<span class=num>{money(open_pipeline)}</span>.</p>"
         )
     elif c.remaining_quota == 0:
         body = (
             f"<p>The quota is met; {money(c.pipeline_in_period)} of pipeline still closes "
-            "this quarter.</p>" + _targets_table(view)
+            "this quarter.</p>" + targets
         )
     else:
         rate = _rate_words(c)
@@ -617,14 +666,15 @@ def _coverage_section(view: ManagerView) -> str:
 <dt>All open pipeline, any close date</dt><dd class=num>{money(c.open_pipeline)}</dd>
 </dl>
 <p class="small muted">The model's reading: {_e(a.status_reason)}</p>
-{_targets_table(view)}"""
+{targets}"""
     return f"""<section id="coverage" data-testid="coverage" aria-labelledby="coverage-h">
 <h2 id="coverage-h">Coverage and pipeline needed</h2>
 {body}
 </section>"""
 
 
-def _rep_row(rep: RepSummary) -> str:
+def _rep_row(rep: RepSummary, href: str | None = None) -> str:
+    """A rep's row of the team's table; `href`: the rep's page, linked from the rep's name."""
     a = rep.attainment
     status = a.status if a is not None else "none"
     chance = (
@@ -634,7 +684,7 @@ def _rep_row(rep: RepSummary) -> str:
         else "n/a"
     )
     return (
-        f'<tr data-owner="{_e(rep.owner_id)}"><th scope="row">{_e(rep.owner_id)}</th>'
+        f'<tr data-owner="{_e(rep.owner_id)}"><th scope="row">{_rep_name(rep.owner_id, href)}</th>'
         f"<td>{_badge(status)}</td><td class='r num'>{chance}</td>"
         f"<td class='r num'>{money(rep.quota) if rep.quota else 'not set'}</td>"
         f"<td class='r num'>{money(rep.won_to_date)}</td>"
@@ -652,12 +702,33 @@ def _commit_cell(rep: RepSummary) -> str:
     return f"{pct(rep.commit_hit_rate)} <span class='muted small'>({basis})</span>"
 
 
-def _reps_section(view: ManagerView) -> str:
+def _rep_name(owner_id: str, href: str | None) -> str:
+    return f'<a href="{_e(href)}">{_e(owner_id)}</a>' if href else _e(owner_id)
+
+
+def _at(as_of: pd.Timestamp) -> str:
+    """The query that pins a linked page to this page's time, so both show one quarter."""
+    return f"?as_of={quote(as_of.isoformat(), safe='')}"
+
+
+def rep_page_href(owner_id: str, as_of: pd.Timestamp) -> str:
+    """The rep's page, relative to the team's page (`/v1/teams/{team}/page`)."""
+    return f"reps/{quote(owner_id, safe='')}/page{_at(as_of)}"
+
+
+def team_page_href(as_of: pd.Timestamp) -> str:
+    """The team's page, relative to a rep's page (`/v1/teams/{team}/reps/{owner_id}/page`)."""
+    return f"../../page{_at(as_of)}"
+
+
+def _reps_section(view: ManagerView, *, rep_pages: bool = False) -> str:
     order = sorted(
         view.reps,
         key=lambda r: (r.attainment.p_attain if r.attainment else 2.0, r.owner_id),
     )
-    rows = "".join(_rep_row(r) for r in order)
+    rows = "".join(
+        _rep_row(r, rep_page_href(r.owner_id, view.as_of) if rep_pages else None) for r in order
+    )
     team_commit = (
         f" <span class='muted small'>(team {pct(view.team_commit_hit_rate)})</span>"
         if view.team_commit_hit_rate is not None
@@ -684,7 +755,12 @@ def _deal_card(rank: int, deal: AtRiskDeal) -> str:
     low, high = deal.win_in_period_interval
     interval = f" ({pct(low)}–{pct(high)})" if pct(low) != pct(high) else ""
     category = f" · {deal.forecast_category}" if deal.forecast_category else ""
-    reasons = _items(deal.reasons)
+    # Only a rep's page lists deals without a flag (the team page lists flagged deals).
+    reasons = (
+        f"<h4>Why it is flagged</h4><ul>{_items(deal.reasons)}</ul>"
+        if deal.reasons
+        else "<h4>Risk</h4><p class='muted'>Not flagged.</p>"
+    )
     drivers = "".join(
         f'<li data-direction="{_e(d.direction)}"><span class="dir dir-{_e(d.direction)}" '
         f'aria-hidden="true">{"▼" if d.direction == "lowers" else "▲"}</span> '
@@ -722,7 +798,7 @@ def _deal_card(rank: int, deal: AtRiskDeal) -> str:
 risk</span></p>
 <p>Chance to win this quarter <strong class="num">{pct(deal.win_in_period_probability)}</strong>
 {_e(interval)} · value at risk <strong class="num">{money(deal.value_at_risk)}</strong></p>
-<h4>Why it is flagged</h4><ul>{reasons}</ul>
+{reasons}
 <h4>What drives its odds</h4><ul data-testid="drivers">{drivers}</ul>{trend}
 <h4>Next actions</h4><div data-testid="actions">{actions}</div>{warnings}
 </li>"""
@@ -880,7 +956,7 @@ Reps are listed when flagged.</p>
 </section>"""
 
 
-def _footer(view: ManagerView) -> str:
+def _footer(view: QuarterPage) -> str:
     mode = view.model.mode
     notes = [
         "Chance of reaching quota: the share of simulated quarters in which closed-won revenue "
@@ -921,8 +997,10 @@ def forecast_data(view: ManagerView) -> str:
     return f'<script type="application/json" id="{FORECAST_JSON_ID}">{text}</script>'
 
 
-def render_manager_page(view: ManagerView) -> str:
-    """The whole page: one HTML string with no external reference."""
+def render_manager_page(view: ManagerView, *, rep_pages: bool = False) -> str:
+    """The whole page: one HTML string with no external reference. `rep_pages`: link each
+    rep's name to the rep's page (relative links, for the service, which serves those pages;
+    a file written alone has none to link to)."""
     title = f"{view.team} · {view.period} · dealcast"
     body = "\n".join(
         (
@@ -931,13 +1009,18 @@ def render_manager_page(view: ManagerView) -> str:
             _outlook_section(view),
             _forecasts_section(view),
             _coverage_section(view),
-            _reps_section(view),
+            _reps_section(view, rep_pages=rep_pages),
             _at_risk_section(view),
             _review_section(view),
             _changes_section(view),
             _footer(view),
         )
     )
+    return _document(title, body, forecast_data(view))
+
+
+def _document(title: str, body: str, after: str = "") -> str:
+    """A page's whole document: `body` in the main element, `after` (data) behind it."""
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -951,7 +1034,113 @@ def render_manager_page(view: ManagerView) -> str:
 <main>
 {body}
 </main>
-{forecast_data(view)}
+{after}
 </body>
 </html>
 """
+
+
+# --------------------------------------------------------------------------- a rep's page
+
+
+def _rep_header(view: RepView) -> str:
+    return f"""<header>
+<p class="eyebrow">dealcast · rep's page</p>
+<p class="meta"><a href="{_e(team_page_href(view.as_of))}" data-testid="team-link">←
+{_e(view.team)}'s page</a></p>
+<h1 data-testid="title">{_e(view.owner_id)} · {_e(view.team)} · {_e(view.period)}</h1>
+{_meta(view)}
+</header>"""
+
+
+def _commit_section(view: RepView) -> str:
+    rep = view.rep
+    team = (
+        f" The team's rate is {pct(view.team_commit_hit_rate)}."
+        if view.team_commit_hit_rate is not None
+        else ""
+    )
+    if rep.commit_hit_rate is None:
+        reading = "No Commit call of this rep or the team has closed yet, so there is no rate."
+    elif rep.commit_deals == 0:
+        reading = (
+            f"None of {rep.owner_id}'s Commit calls has closed yet: the rate is the team's, "
+            f"{pct(rep.commit_hit_rate)}."
+        )
+    else:
+        reading = (
+            f"{rep.owner_id}'s deals called Commit were won at {pct(rep.commit_hit_rate)}, "
+            f"over {rep.commit_deals} closed Commit deals.{team}"
+        )
+    return f"""<section id="commit" data-testid="commit" aria-labelledby="commit-h">
+<h2 id="commit-h">Commit calls</h2>
+<p data-testid="commit-reading">{_e(reading)}</p>
+<p class="small muted">Commit hit rate: how often the rep's deals called Commit were won, among
+those closed before this page's date, pulled toward the team's rate while the rep has few: the
+rate the model's commit-reliability features read.</p>
+</section>"""
+
+
+def _rep_coverage_section(view: RepView) -> str:
+    rep = view.rep
+    return _coverage_block(
+        rep.gap,
+        rep.attainment,
+        open_pipeline=rep.open_pipeline,
+        targets=_targets_of(_target_row(rep.owner_id, rep.gap)),
+    )
+
+
+def _deals_section(view: RepView) -> str:
+    if not view.deals:
+        body = f"<p>{_e(view.owner_id)} has no open deal.</p>"
+    else:
+        flagged = (
+            f"{view.at_risk_count} of them flagged, carrying "
+            f"<span class=num>{money(view.at_risk_value)}</span> of the forecast"
+            if view.at_risk_count
+            else "none of them flagged"
+        )
+        cards = "".join(_deal_card(i + 1, d) for i, d in enumerate(view.deals))
+        body = (
+            f"<p>{len(view.deals)} open deals, {flagged}. All of them below, the most at stake "
+            "first (amount × chance to win this quarter).</p>"
+            f'<ol class="deals">{cards}</ol>'
+            f"<p class='small muted'>{_e(view.actions_disclaimer)}</p>"
+        )
+    return f"""<section id="deals" data-testid="deals" aria-labelledby="deals-h">
+<h2 id="deals-h">Open deals</h2>
+{body}
+</section>"""
+
+
+def _rep_review_section(view: RepView) -> str:
+    review = view.review
+    if review is None:
+        return ""
+    return f"""<section id="review" data-testid="forecast-review" aria-labelledby="review-h">
+<h2 id="review-h">Since the last forecast</h2>
+<p class="small muted">Each forecast is kept; a forecast that moved more than 15% since the
+previous one of this quarter, or lies more than 15% from its quota, is flagged for review.</p>
+<ul>{_review_line(view.owner_id, review)}</ul>
+{_moves_table(review)}
+</section>"""
+
+
+def render_rep_page(view: RepView) -> str:
+    """A rep's page: one HTML string with no external reference, linking back to the team's
+    page (relative, as the service serves both)."""
+    title = f"{view.owner_id} · {view.team} · {view.period} · dealcast"
+    body = "\n".join(
+        (
+            _rep_header(view),
+            _status_block(view, sentence=rep_status_sentence(view), record=""),
+            _forecasts_section(view),
+            _rep_coverage_section(view),
+            _commit_section(view),
+            _deals_section(view),
+            _rep_review_section(view),
+            _footer(view),
+        )
+    )
+    return _document(title, body)

@@ -16,6 +16,11 @@ route's JSON (`FORECAST_JSON_ID`) and shows the same numbers.
 - At risk: flagged deals (risk level medium or high), by expected value at risk = amount x
   in-period win probability (the revenue the forecast counts on from them).
 
+A rep's page (`build_rep_view`, `RepView`) is read from the same team quarter: the rep's row
+of the team page (`RepSummary`: forecast, quota, won, P(attain), gap, Commit hit rate, forecast
+review) and the rep's baselines, with every open deal of the rep as the team page's at-risk
+deals are shown (the same `AtRiskDeal` lines), ranked by value at risk, flagged or not.
+
 The fan chart (`FanPoint`): projected closed-won revenue at the end of each remaining fiscal
 week. An open deal is won in the period with its calibrated in-period probability p; the page
 places that win at the deal's expected close date (an overdue date counts as now, a date
@@ -31,13 +36,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from features.errors import DealcastError
 from features.loading import CrmExport
 from features.reliability import CommitReliability, commit_reliability
 from features.timestamps import TimeLike, to_ns
@@ -51,8 +57,11 @@ from models.scoring import BASELINE_NAMES, DealScore, PipelineForecast, Scorer
 from models.team_quarter import (
     DealFlow,
     Gap,
+    TeamQuarterForecast,
     TeamQuarterInputError,
     build_team_quarter,
+    team_reps,
+    teams_of,
 )
 from serving.present import team_forecast_response
 
@@ -63,6 +72,7 @@ AT_RISK_SHOWN = 10  # deals listed in full; the rest are counted and summed
 LOWERING_SHOWN = 3  # drivers pulling an at-risk deal's odds down, shown first
 RAISING_SHOWN = 2  # and what holds them up
 ACTIONS_SHOWN = 3
+REPS_NAMED = 50  # in the error for a rep not in the team; the rest are counted
 FAN_DRAWS = 4096  # P10 / P90 to about a percent of the spread, in milliseconds per week
 WEEK = pd.Timedelta(days=7)
 SHORT_WEEK = pd.Timedelta(days=4)
@@ -219,6 +229,116 @@ class ManagerView:
         return next(f.value for f in self.forecasts if f.name == "model")
 
 
+@dataclass(frozen=True)
+class RepView:
+    """One rep's quarter seen at one time, from the same team quarter as the team's page:
+    the rep's line of the team page (`rep`) in full, the baselines beside the rep's forecast,
+    and every open deal of the rep with what drives it and what to do."""
+
+    team: str
+    owner_id: str
+    period: str
+    period_start: pd.Timestamp
+    period_end: pd.Timestamp  # exclusive
+    as_of: pd.Timestamp
+    rep: RepSummary  # the team page's row of this rep, and its forecast review
+    forecasts: tuple[ForecastLine, ...]  # the rep's: model first, then the baselines
+    deals: tuple[AtRiskDeal, ...]  # every open deal of the rep, by value at risk
+    model: ModelInfo
+    team_commit_hit_rate: float | None = None
+    actions_disclaimer: str = EFFECTS_DISCLAIMER
+
+    @property
+    def quota(self) -> float | None:
+        return self.rep.quota
+
+    @property
+    def won_to_date(self) -> float:
+        return self.rep.won_to_date
+
+    @property
+    def open_deals(self) -> int:
+        return self.rep.open_deals
+
+    @property
+    def attainment(self) -> AttainmentResult | None:
+        return self.rep.attainment
+
+    @property
+    def coverage(self) -> Gap | None:
+        return self.rep.gap
+
+    @property
+    def review(self) -> ForecastReview | None:
+        return self.rep.review
+
+    @property
+    def at_risk_count(self) -> int:
+        return self.rep.at_risk_deals
+
+    @property
+    def at_risk_value(self) -> float:
+        return value_at_risk(self.deals)
+
+    @property
+    def days_left(self) -> float:
+        return max((self.period_end - self.as_of) / DAY, 0.0)
+
+    @property
+    def expected_revenue(self) -> float:
+        return next(f.value for f in self.forecasts if f.name == "model")
+
+
+class QuarterPage(Protocol):
+    """What the team's page and a rep's page both show of a quarter: the render functions
+    the two share (serving.page.render) read only these."""
+
+    @property
+    def period(self) -> str: ...
+    @property
+    def period_start(self) -> pd.Timestamp: ...
+    @property
+    def period_end(self) -> pd.Timestamp: ...
+    @property
+    def as_of(self) -> pd.Timestamp: ...
+    @property
+    def quota(self) -> float | None: ...
+    @property
+    def won_to_date(self) -> float: ...
+    @property
+    def open_deals(self) -> int: ...
+    @property
+    def attainment(self) -> AttainmentResult | None: ...
+    @property
+    def forecasts(self) -> tuple[ForecastLine, ...]: ...
+    @property
+    def at_risk_count(self) -> int: ...
+    @property
+    def at_risk_value(self) -> float: ...
+    @property
+    def model(self) -> ModelInfo: ...
+    @property
+    def days_left(self) -> float: ...
+    @property
+    def expected_revenue(self) -> float: ...
+
+
+class RepNotInTeam(DealcastError):
+    """The rep asked for is not one of the team's reps (the owners table's)."""
+
+    def __init__(self, team: str, owner_id: str, reps: Sequence[str]) -> None:
+        self.team = team
+        self.owner_id = owner_id
+        self.reps = tuple(reps)
+        shown = ", ".join(self.reps[:REPS_NAMED])
+        if len(self.reps) > REPS_NAMED:
+            shown += f" and {len(self.reps) - REPS_NAMED} more"
+        super().__init__(
+            f"{owner_id!r} is not a rep of team {team!r} in the export's owners table; "
+            f"its reps: {shown or 'none'}"
+        )
+
+
 # --------------------------------------------------------------------------- the view
 
 
@@ -238,50 +358,16 @@ def build_manager_view(
     kept and their previous ones read (models.forecast_store); without it each is reviewed
     against its quota only.
     """
-    try:
-        quarter = build_team_quarter(export, scorer, team=team, as_of=as_of, seed=seed)
-    except TeamQuarterInputError as error:
-        raise PageInputError(error.field, error.problem) from error
-    reviews = keep_and_review(
-        store, records_of(quarter, model=model_label(model_uri, scorer.bundle.metadata))
+    quarter, reviews = _reviewed_quarter(
+        export, scorer, team=team, as_of=as_of, model_uri=model_uri, seed=seed, store=store
     )
     when = quarter.as_of
     period_start, period_end = quarter.quarter.start, quarter.quarter.end
     forecast = quarter.forecast
     figures = forecast.figures
-    owners = quarter.owners
-    owner_of = quarter.owner_of
-    open_rows = quarter.open_rows
-    close_dates = {
-        str(k): (None if pd.isna(v) else pd.Timestamp(v))
-        for k, v in open_rows["close_date"].items()
-    }
-    categories = (
-        open_rows["forecast_category"].astype(object).where(open_rows["forecast_category"].notna())
-        if "forecast_category" in open_rows.columns
-        else pd.Series(None, index=open_rows.index, dtype=object)
-    )
-    commit = _commit_reliability(scorer, owners, team=team, when=when)
-    reps = tuple(
-        _rep_summary(
-            rep.forecast,
-            owner_id=rep.owner_id,
-            commit_hit_rate=_finite(commit.rep_rate[k]),
-            commit_deals=int(commit.rep_closed[k]),
-            review=reviews[rep.owner_id],
-        )
-        for k, rep in enumerate(quarter.reps)
-    )
-    at_risk = [
-        _at_risk_deal(
-            s,
-            owner=owner_of.get(s.opportunity_id, ""),
-            stage=str(open_rows.at[s.opportunity_id, "stage"]),
-            category=_text(categories.get(s.opportunity_id)),
-            close_date=close_dates.get(s.opportunity_id),
-        )
-        for s in forecast.at_risk
-    ]
+    close_dates = _close_dates(quarter)
+    reps, commit = _rep_summaries(quarter, scorer, reviews)
+    at_risk = _deal_lines(quarter, forecast.at_risk, close_dates=close_dates)
     return ManagerView(
         team=team,
         period=quarter.quarter.period,
@@ -296,7 +382,7 @@ def build_manager_view(
         reps=reps,
         at_risk=tuple(at_risk[:AT_RISK_SHOWN]),
         at_risk_count=len(at_risk),
-        at_risk_value=float(sum(d.value_at_risk for d in at_risk)),
+        at_risk_value=value_at_risk(at_risk),
         changes=quarter.flow,
         coverage=figures.gap,
         fan=_fan(
@@ -311,17 +397,156 @@ def build_manager_view(
             seed=seed,
         ),
         won_path=_won_path(quarter.won_rows, period_start=period_start, when=when),
-        model=ModelInfo(
-            uri=model_uri,
-            version=scorer.version,
-            trained_at=_text(scorer.bundle.metadata.get("trained_at")),
-            data_end=_text((scorer.bundle.metadata.get("data_window") or {}).get("end")),
-            mode=forecast.deals[0].mode if forecast.deals else None,
-            **_range_coverage(scorer.bundle.metadata.get("backtest") or {}),
-        ),
-        team_commit_hit_rate=_finite(commit.team_rate[0]) if len(owners) else None,
+        model=_model_info(scorer, quarter, model_uri),
+        team_commit_hit_rate=_team_commit_hit_rate(commit, quarter),
         forecast_json=team_forecast_response(quarter, reviews).model_dump_json(),
         review=reviews[None],
+    )
+
+
+def build_rep_view(
+    export: CrmExport,
+    scorer: Scorer,
+    *,
+    team: str,
+    owner_id: str,
+    as_of: TimeLike | None = None,
+    model_uri: str | None = None,
+    seed: int = 0,
+    store: ForecastStore | None = None,
+) -> RepView:
+    """The page of rep `owner_id` of `team`, from the team's quarter exactly as the team's
+    page builds it (`build_manager_view`'s arguments mean the same): the same figures, review
+    and deal lines, so the two pages agree. Raises RepNotInTeam for a rep of another team
+    or of none."""
+    if team in teams_of(export):  # an unknown team is the quarter's error, as on the team page
+        reps = team_reps(export, team)
+        if owner_id not in reps:
+            raise RepNotInTeam(team, owner_id, reps)
+    quarter, reviews = _reviewed_quarter(
+        export, scorer, team=team, as_of=as_of, model_uri=model_uri, seed=seed, store=store
+    )
+    position = quarter.owners.index(owner_id)
+    summaries, commit = _rep_summaries(quarter, scorer, reviews)
+    forecast = quarter.reps[position].forecast
+    lines = _deal_lines(quarter, forecast.deals, close_dates=_close_dates(quarter))
+    return RepView(
+        team=team,
+        owner_id=owner_id,
+        period=quarter.quarter.period,
+        period_start=quarter.quarter.start,
+        period_end=quarter.quarter.end,
+        as_of=quarter.as_of,
+        rep=summaries[position],
+        forecasts=_forecast_lines(forecast),
+        deals=tuple(sorted(lines, key=_by_value_at_risk)),
+        model=_model_info(scorer, quarter, model_uri),
+        team_commit_hit_rate=_team_commit_hit_rate(commit, quarter),
+    )
+
+
+def _by_value_at_risk(deal: AtRiskDeal) -> tuple[float, str]:
+    """Most revenue counted on first (as the scorer orders the flagged deals); a deal whose
+    amount is not known yet, last."""
+    value = deal.value_at_risk
+    return (-value if math.isfinite(value) else math.inf, deal.opportunity_id)
+
+
+def _reviewed_quarter(
+    export: CrmExport,
+    scorer: Scorer,
+    *,
+    team: str,
+    as_of: TimeLike | None,
+    model_uri: str | None,
+    seed: int,
+    store: ForecastStore | None,
+) -> tuple[TeamQuarterForecast, dict[str | None, ForecastReview]]:
+    """The team's quarter (models.team_quarter) and each forecast of it reviewed against the
+    previous one kept (the team's under None, each rep's under its id), then kept."""
+    try:
+        quarter = build_team_quarter(export, scorer, team=team, as_of=as_of, seed=seed)
+    except TeamQuarterInputError as error:
+        raise PageInputError(error.field, error.problem) from error
+    reviews = keep_and_review(
+        store, records_of(quarter, model=model_label(model_uri, scorer.bundle.metadata))
+    )
+    return quarter, reviews
+
+
+def _close_dates(quarter: TeamQuarterForecast) -> dict[str, pd.Timestamp | None]:
+    """Each open deal's expected close date at as_of (None: not set)."""
+    return {
+        str(k): (None if pd.isna(v) else pd.Timestamp(v))
+        for k, v in quarter.open_rows["close_date"].items()
+    }
+
+
+def _deal_lines(
+    quarter: TeamQuarterForecast,
+    scores: Sequence[DealScore],
+    *,
+    close_dates: Mapping[str, pd.Timestamp | None],
+) -> list[AtRiskDeal]:
+    """The page's line of each scored open deal, in the order given."""
+    open_rows = quarter.open_rows
+    categories = (
+        open_rows["forecast_category"].astype(object).where(open_rows["forecast_category"].notna())
+        if "forecast_category" in open_rows.columns
+        else pd.Series(None, index=open_rows.index, dtype=object)
+    )
+    return [
+        _at_risk_deal(
+            s,
+            owner=quarter.owner_of.get(s.opportunity_id, ""),
+            stage=str(open_rows.at[s.opportunity_id, "stage"]),
+            category=_text(categories.get(s.opportunity_id)),
+            close_date=close_dates.get(s.opportunity_id),
+        )
+        for s in scores
+    ]
+
+
+def value_at_risk(deals: Iterable[AtRiskDeal]) -> float:
+    """The revenue the forecast counts on from the flagged deals among `deals`."""
+    return float(sum(d.value_at_risk for d in deals if d.risk_level != "low"))
+
+
+def _rep_summaries(
+    quarter: TeamQuarterForecast,
+    scorer: Scorer,
+    reviews: Mapping[str | None, ForecastReview],
+) -> tuple[tuple[RepSummary, ...], CommitReliability]:
+    """Each rep's line, in the quarter's order of reps, and the Commit hit rates behind it."""
+    commit = _commit_reliability(scorer, quarter.owners, team=quarter.team, when=quarter.as_of)
+    reps = tuple(
+        _rep_summary(
+            rep.forecast,
+            owner_id=rep.owner_id,
+            commit_hit_rate=_finite(commit.rep_rate[k]),
+            commit_deals=int(commit.rep_closed[k]),
+            review=reviews[rep.owner_id],
+        )
+        for k, rep in enumerate(quarter.reps)
+    )
+    return reps, commit
+
+
+def _team_commit_hit_rate(commit: CommitReliability, quarter: TeamQuarterForecast) -> float | None:
+    return _finite(commit.team_rate[0]) if len(quarter.owners) else None
+
+
+def _model_info(scorer: Scorer, quarter: TeamQuarterForecast, model_uri: str | None) -> ModelInfo:
+    """Where the scores came from; the mode is the one the team's deals were scored in."""
+    metadata = scorer.bundle.metadata
+    deals = quarter.forecast.deals
+    return ModelInfo(
+        uri=model_uri,
+        version=scorer.version,
+        trained_at=_text(metadata.get("trained_at")),
+        data_end=_text((metadata.get("data_window") or {}).get("end")),
+        mode=deals[0].mode if deals else None,
+        **_range_coverage(metadata.get("backtest") or {}),
     )
 
 

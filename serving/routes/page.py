@@ -1,5 +1,7 @@
-"""`GET /v1/teams/{team}/page`: the manager's page of a team, for a key or a page session
-that covers the team (serving.auth.TeamPage).
+"""`GET /v1/teams/{team}/page`: the manager's page of a team, and
+`GET /v1/teams/{team}/reps/{owner_id}/page`: one rep's page, each for a key or a page session
+that covers the team (serving.auth.TeamPage). The team page's rep table links to the reps'
+pages and a rep's page back to the team's, by relative links pinned to the page's as_of.
 
 The page needs the CRM export the team's deals come from: the folder in `DEALCAST_DATA_DIR`,
 loaded (and validated) once and reloaded when its files change (`configured_export`, which
@@ -21,7 +23,14 @@ from models.forecast_store import ForecastStore
 from serving.auth import TeamPage
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import RequestInvalid, ServiceError, documented
-from serving.page import PageInputError, build_manager_view, render_manager_page
+from serving.page import (
+    PageInputError,
+    RepNotInTeam,
+    build_manager_view,
+    build_rep_view,
+    render_manager_page,
+    render_rep_page,
+)
 from serving.schemas import Time
 from serving.settings import Settings
 
@@ -38,6 +47,11 @@ HEADERS = {
 class PageUnavailable(ServiceError):
     status = 404
     code = "page_unavailable"
+
+
+class RepNotFound(ServiceError):
+    status = 404
+    code = "rep_not_found"
 
 
 class _Exports:
@@ -97,4 +111,39 @@ def team_page(
         )
     except PageInputError as error:
         raise RequestInvalid({error.field: error.problem}) from error
-    return HTMLResponse(render_manager_page(view), headers=HEADERS)
+    return HTMLResponse(render_manager_page(view, rep_pages=True), headers=HEADERS)
+
+
+@router.get(
+    "/teams/{team}/reps/{owner_id}/page",
+    response_class=HTMLResponse,
+    summary="One rep's page for the current quarter: forecast, baselines, every open deal (HTML)",
+    responses={
+        status: {**spec, "content": {"application/json": {}}}
+        for status, spec in documented(401, 403, 404, 422, 503).items()
+    },
+    dependencies=[TeamPage],
+)
+def rep_page(
+    team: str,
+    owner_id: str,
+    loaded: CurrentModel,
+    settings: SettingsDep,
+    as_of: Time | None = None,
+) -> HTMLResponse:
+    export = configured_export(settings)
+    try:
+        view = build_rep_view(
+            export,
+            loaded.scorer,
+            team=team,
+            owner_id=owner_id,
+            as_of=as_of,
+            model_uri=loaded.uri,
+            store=ForecastStore.beside(settings.data_dir) if settings.data_dir else None,
+        )
+    except RepNotInTeam as error:
+        raise RepNotFound(str(error), problems={"owner_id": str(error)}) from error
+    except PageInputError as error:
+        raise RequestInvalid({error.field: error.problem}) from error
+    return HTMLResponse(render_rep_page(view), headers=HEADERS)

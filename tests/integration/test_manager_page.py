@@ -19,6 +19,8 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import mlflow
 import numpy as np
@@ -31,7 +33,14 @@ from features.loading import CrmExport, load_export
 from features.state import state_at
 from models.bundle import load_scorer
 from models.scoring import Scorer
-from serving.page import ManagerView, build_manager_view, render_manager_page, teams_of
+from serving.page import (
+    ManagerView,
+    RepView,
+    build_manager_view,
+    render_manager_page,
+    render_rep_page,
+    teams_of,
+)
 from serving.page.render import status_sentence
 from serving.page.view import AtRiskDeal, DriverLine, PageInputError
 from tests.integration.conftest import Registry
@@ -253,6 +262,75 @@ def test_the_page_is_self_contained(page_pieces: PagePieces) -> None:
     assert '<script type="application/json" id="dealcast-forecast">' in text
     assert "<link" not in text.lower()
     assert "@import" not in text and "url(" not in text
+
+
+def test_the_service_links_each_rep_and_the_file_links_none(page_pieces: PagePieces) -> None:
+    """A file written alone has no rep pages beside it: its rep names are text. The page the
+    service serves links each name to the rep's page, relatively, and differs in nothing else;
+    a rep id that tries to inject markup stays text, and its link stays in the path."""
+    view, plain = page_pieces.view, page_pieces.html
+    linked = render_manager_page(view, rep_pages=True)
+    assert "<a " not in plain
+    links = re.findall(r'<th scope="row"><a href="([^"]+)">([^<]+)</a></th>', linked)
+    assert sorted(owner for _, owner in links) == sorted(r.owner_id for r in view.reps)
+    stamp = quote(view.as_of.isoformat(), safe="")
+    for href, owner in links:
+        assert href == f"reps/{quote(owner, safe='')}/page?as_of={stamp}"
+    assert re.sub(r'<a href="[^"]+">([^<]+)</a>', r"\1", linked) == plain
+    attack = '"><img src=x onerror="alert(1)">/../../x'
+    hostile = dataclasses.replace(
+        view, reps=(dataclasses.replace(view.reps[0], owner_id=attack), *view.reps[1:])
+    )
+    text = render_manager_page(hostile, rep_pages=True)
+    assert "<img" not in text
+    assert f'<a href="reps/{quote(attack, safe="")}/page?as_of={stamp}">' in text
+
+
+def _rep_view(view: ManagerView, **changes: Any) -> RepView:
+    """A rep's view from the team view's own pieces (no scoring): its first rep's row, the
+    team's forecast lines and at-risk deals standing in for the rep's."""
+    values: dict[str, Any] = {
+        "team": view.team,
+        "owner_id": view.reps[0].owner_id,
+        "period": view.period,
+        "period_start": view.period_start,
+        "period_end": view.period_end,
+        "as_of": view.as_of,
+        "rep": view.reps[0],
+        "forecasts": view.forecasts,
+        "deals": view.at_risk,
+        "model": view.model,
+        "team_commit_hit_rate": view.team_commit_hit_rate,
+    }
+    return RepView(**{**values, **changes})
+
+
+def test_a_reps_page_escapes_its_data_and_says_what_it_lacks(page_pieces: PagePieces) -> None:
+    view = page_pieces.view
+    attack = '"><img src=x onerror="alert(1)"><script>alert(1)</script>'
+    deal = dataclasses.replace(view.at_risk[0], opportunity_id=attack, reasons=(attack,))
+    text = render_rep_page(
+        _rep_view(
+            view,
+            team=attack,
+            owner_id=attack,
+            rep=dataclasses.replace(view.reps[0], owner_id=attack),
+            deals=(deal, dataclasses.replace(view.at_risk[1], reasons=(), risk_level="low")),
+        )
+    )
+    assert "<script" not in text and "<img" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert EXTERNAL.search(text) is None
+    assert '<a href="../../page?as_of=' in text  # back to the team page, relative
+    assert text.count("Why it is flagged") == 1 and "Not flagged." in text
+    # Without a quota, deals or a closed Commit call the page says so instead of a number.
+    rep = dataclasses.replace(
+        view.reps[0], quota=None, attainment=None, gap=None, commit_hit_rate=None
+    )
+    bare = render_rep_page(_rep_view(view, rep=rep, deals=(), team_commit_hit_rate=None))
+    assert 'data-status="none"' in bare and "No quota is set for" in bare
+    assert "Without a quota there is no gap to cover" in bare
+    assert "has no open deal" in bare and "there is no rate" in bare
 
 
 def _hostile(view: ManagerView) -> ManagerView:

@@ -106,7 +106,7 @@ def test_every_v1_route_refuses_a_request_without_credentials(
         if path in OPEN_ROUTES:
             continue
         assert path.startswith("/v1/"), f"{path} is neither open nor under /v1"
-        url = path.replace("{team}", teams[0])
+        url = path.replace("{team}", teams[0]).replace("{owner_id}", "REP-001")
         assert "{" not in url, f"{path}: a path parameter this test does not fill"
         for method in operations:
             response = scoped_client.request(method, url, json={})
@@ -119,6 +119,7 @@ def test_every_v1_route_refuses_a_request_without_credentials(
         "GET /v1/model",
         "GET /v1/teams/{team}/forecast",
         "GET /v1/teams/{team}/page",
+        "GET /v1/teams/{team}/reps/{owner_id}/page",
         "POST /v1/page-links",
         "GET /v1/page-session",
         "GET /v1/pages",
