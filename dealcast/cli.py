@@ -71,7 +71,8 @@ def _validate(args: argparse.Namespace) -> int:
 def _import_hubspot(args: argparse.Namespace) -> int:
     from features.importers.hubspot import import_hubspot
 
-    print(import_hubspot(args.src, args.out, pipeline=args.pipeline).format())
+    report = import_hubspot(args.src, args.out, pipeline=args.pipeline, timezone=args.timezone)
+    print(report.format())
     return 0
 
 
@@ -483,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME",
         help="the pipeline to import (required when the deals come from several)",
+    )
+    hubspot.add_argument(
+        "--timezone",
+        default="UTC",
+        metavar="ZONE",
+        help="the portal's time zone (IANA, e.g. America/New_York): HubSpot writes times in it "
+        "without an offset; they are read in it and converted to UTC (default UTC)",
     )
     hubspot.set_defaults(run=_import_hubspot)
 
