@@ -51,9 +51,16 @@ from typing import Final
 
 import pandas as pd
 
-from features.contract import STAGES_FILE, TABLES
+from features.contract import STAGES_FILE
 from features.errors import DealcastDataError, ValidationReport
 from features.export_writer import write_export
+from features.importers.export_folder import (
+    CONFIG_FILE,
+    source_file_lines,
+    stale_outputs,
+    unavailable_config_text,
+    with_deal_owners,
+)
 from features.importers.source_files import (
     ImportProblems,
     SourceFileReport,
@@ -118,7 +125,6 @@ UNAVAILABLE_FEATURES: Final = (
     "days_to_close",
     "close_date_past",
 )
-CONFIG_FILE: Final = "dealcast.toml"
 CONFIG_MARK: Final = "# written by dealcast import hubspot"
 EXPORT_TIME_NOTE: Final = (
     "amount and close_date have no history in a HubSpot deal export: every rebuilt history row "
@@ -163,15 +169,7 @@ class HubSpotImportReport:
             f"HubSpot export {self.src} -> {self.out} (pipeline {self.pipeline!r}, naive times "
             f"read in {self.timezone})"
         ]
-        lines.append("source files:")
-        for item in self.files:
-            lines.append(
-                f"  {item.file}: {item.encoding}, {item.rows_read} rows read, "
-                f"{item.rows_used} used; decoded: {item.decoding.describe()}"
-            )
-            lines.extend(f"    skipped {n} rows: {reason}" for reason, n in item.skipped.items())
-            lines.extend(f"    not carried: {d.column}: {d.reason}" for d in item.dropped_columns)
-            lines.extend(f"    note: {text}" for text in item.notes)
+        lines.extend(source_file_lines(self.files))
         lines.append(f"written to {self.out}:")
         lines.extend(f"  {name}: {n} rows" for name, n in self.rows_written.items())
         won, lost = ", ".join(self.stages.won_stages), ", ".join(self.stages.lost_stages)
@@ -293,33 +291,11 @@ def rebuild_history(
 
 def config_text() -> str:
     """`dealcast.toml` of a HubSpot import: the features this export cannot give."""
-    names = ", ".join(f'"{name}"' for name in UNAVAILABLE_FEATURES)
-    return (
-        f"{CONFIG_MARK}: a deal export has no amount or close-date history\n"
-        f"[features]\nunavailable_features = [{names}]\n"
+    return unavailable_config_text(
+        CONFIG_MARK,
+        reason="a deal export has no amount or close-date history",
+        features=UNAVAILABLE_FEATURES,
     )
-
-
-def _stale_outputs(out: Path, writing: set[str], problems: ImportProblems) -> None:
-    """Files in `out` that would mislead: contract files this import does not overwrite
-    (they would be read with the new ones) and a dealcast.toml it did not write."""
-    if not out.is_dir():
-        return
-    names = {f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")} | {STAGES_FILE}
-    for path in sorted(out.iterdir()):
-        if path.name in names and path.name not in writing:
-            problems.add(
-                str(out),
-                None,
-                None,
-                "an output folder without contract files this import does not write",
-                path.name,
-            )
-    config = out / CONFIG_FILE
-    if config.is_file() and not config.read_bytes().startswith(CONFIG_MARK.encode()):
-        problems.add(
-            str(out), None, None, f"no {CONFIG_FILE} but one this importer wrote", config.name
-        )
 
 
 def _open(
@@ -494,11 +470,8 @@ def import_hubspot(
             "one row per owner",
             owners["owner_id"],
         )
-        missing = sorted(set(opportunities["owner_id"].dropna()) - set(owners["owner_id"].dropna()))
-        owners_added = tuple(missing)
-        added = pd.DataFrame({"owner_id": list(missing), "team": pd.NA})
         owner_table.use(len(owners))
-        tables["owners"] = pd.concat([owners, added], ignore_index=True)
+        tables["owners"], owners_added = with_deal_owners(owners, opportunities["owner_id"])
     company_table = _open(files, COMPANIES_FILE, COMPANY_COLUMNS, problems, times)
     if company_table is not None and not company_table.source.header_only:
         read.append(company_table)
@@ -529,7 +502,8 @@ def import_hubspot(
             activities.append(_activities(engagement_table, ids_imported, file_type))
     if activities:
         tables["activities"] = pd.concat(activities, ignore_index=True)
-    _stale_outputs(out, {f"{name}.csv" for name in tables} | {STAGES_FILE}, problems)
+    writing = {f"{name}.csv" for name in tables} | {STAGES_FILE}
+    stale_outputs(out, writing, problems, mark=CONFIG_MARK)
     if problems or stages is None:  # no stages is always a problem noted above
         raise HubSpotImportError(ValidationReport(str(src), problems.violations))
     write_export(tables, out, stages=stages.to_yaml_dict())
