@@ -14,6 +14,17 @@ from features.contract import STAGES_FILE, TABLES
 from features.importers.source_files import ImportProblems, SourceFileReport
 
 CONFIG_FILE = "dealcast.toml"
+# The features that read the history of the amount, and those that read the history of the
+# close date or the close date at as_of (for a closed deal, an export-time close date is the
+# day it closed: its outcome seen early). An export without that history marks them
+# unavailable (FeatureConfig.unavailable_features): missing on every snapshot.
+AMOUNT_HISTORY_FEATURES = ("amount_change_since_creation", "amount_change_recent")
+CLOSE_DATE_HISTORY_FEATURES = (
+    "close_date_pushes",
+    "close_date_days_pushed",
+    "days_to_close",
+    "close_date_past",
+)
 
 
 def stale_outputs(out: Path, writing: set[str], problems: ImportProblems, *, mark: str) -> None:

@@ -55,6 +55,8 @@ from features.contract import STAGES_FILE
 from features.errors import DealcastDataError, ValidationReport
 from features.export_writer import write_export
 from features.importers.export_folder import (
+    AMOUNT_HISTORY_FEATURES,
+    CLOSE_DATE_HISTORY_FEATURES,
     CONFIG_FILE,
     source_file_lines,
     stale_outputs,
@@ -117,14 +119,7 @@ ACTIVITY_TYPES: Final = {
 # seen early): missing on every snapshot of this export (FeatureConfig.unavailable_features,
 # written to the export's dealcast.toml). close_date_in_quarter stays: the baselines' period
 # forecasts read it (it still carries the final close date; the import report says so).
-UNAVAILABLE_FEATURES: Final = (
-    "amount_change_since_creation",
-    "amount_change_recent",
-    "close_date_pushes",
-    "close_date_days_pushed",
-    "days_to_close",
-    "close_date_past",
-)
+UNAVAILABLE_FEATURES: Final = AMOUNT_HISTORY_FEATURES + CLOSE_DATE_HISTORY_FEATURES
 CONFIG_MARK: Final = "# written by dealcast import hubspot"
 EXPORT_TIME_NOTE: Final = (
     "amount and close_date have no history in a HubSpot deal export: every rebuilt history row "

@@ -39,6 +39,8 @@ from features.contract import STAGES_FILE
 from features.errors import DealcastDataError, ValidationReport
 from features.export_writer import write_export
 from features.importers.export_folder import (
+    AMOUNT_HISTORY_FEATURES,
+    CLOSE_DATE_HISTORY_FEATURES,
     CONFIG_FILE,
     source_file_lines,
     stale_outputs,
@@ -64,15 +66,10 @@ from features.stages import StageConfig
 logger = logging.getLogger(__name__)
 
 CONFIG_MARK: Final = "# written by dealcast import csv"
-AMOUNT_HISTORY: Final = ("amount_change_since_creation", "amount_change_recent")
-# A closed deal's export-time close date is the day it closed: read at as_of it shows the
-# outcome early (as in the HubSpot import).
-CLOSE_DATE_HISTORY: Final = (
-    "close_date_pushes",
-    "close_date_days_pushed",
-    "days_to_close",
-    "close_date_past",
-)
+AMOUNT_HISTORY: Final = AMOUNT_HISTORY_FEATURES
+CLOSE_DATE_HISTORY: Final = CLOSE_DATE_HISTORY_FEATURES
+# A current-state export knows no stage path: these would read one made up of the assumed
+# first stage and the export time.
 STAGE_PATH: Final = (
     "stage_order",
     "stage_probability",
@@ -575,17 +572,17 @@ def _activities(run: _Import, deal_ids: set[str]) -> pd.DataFrame:
     else:
         kind = raw
     deals = table.text(c["opportunity_id"])
-    split = deals.str.split(m.deal_separator) if m.deal_separator else deals.map(lambda d: [d])
     frame = pd.DataFrame(
         {
-            "deal": split,
+            "deal": deals.str.split(m.deal_separator) if m.deal_separator else deals,
             "occurred_at": table.timestamps(c["occurred_at"], required=True),
             "type": kind,
         }
     )
     if "contact_role" in c:
         frame["contact_role"] = table.text(c["contact_role"])
-    frame = frame.explode("deal")
+    if m.deal_separator:
+        frame = frame.explode("deal")
     frame["deal"] = frame["deal"].astype("string").str.strip()
     frame = frame[frame["deal"].notna() & frame["deal"].ne("")]
     ours = frame["deal"].isin(deal_ids).to_numpy(dtype=bool)

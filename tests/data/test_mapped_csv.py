@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from dealcast.cli import main
-from features.importers.hubspot import import_hubspot
+from features.importers.hubspot import UNAVAILABLE_FEATURES, import_hubspot
 from features.importers.mapped_csv import (
     AMOUNT_HISTORY,
     CLOSE_DATE_HISTORY,
@@ -310,6 +310,7 @@ def test_the_hubspot_like_mapping_rebuilds_what_the_hubspot_importer_does(
     import_hubspot(tmp_path / "raw", tmp_path / "native", pipeline=MAIN_PIPELINE)
     mapped, native = history(tmp_path / "mapped"), history(tmp_path / "native")
     pd.testing.assert_frame_equal(mapped.drop(columns="currency"), native)
+    assert report.unavailable_features == UNAVAILABLE_FEATURES  # the same export, the same loss
     mess = json.loads((tmp_path / "raw" / "_mess.json").read_text())
     others = sum(n for name, n in mess["deals_per_pipeline"].items() if name != MAIN_PIPELINE)
     assert report.files[0].skipped == {"Pipeline not one of 'Sales Pipeline'": others}
