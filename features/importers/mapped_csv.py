@@ -147,6 +147,14 @@ def _filled(table: SourceTable, column: str, values: pd.Series, keep: pd.Series)
     return values
 
 
+def _attribute(table: SourceTable, column: str) -> pd.Series:
+    """A kept attribute: numbers when every filled value is one (employees, revenue), so the
+    features read a size as a size; text otherwise."""
+    values = table.text(column)
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    return numbers if bool(numbers.notna().eq(values.notna()).all()) else values
+
+
 def _labels(
     table: SourceTable,
     column: str,
@@ -295,7 +303,7 @@ def _convert(
         if name in c:
             opportunities[name] = deals.text(c[name])
     for name, column in m.opportunities.keep.items():
-        opportunities[name] = deals.text(column)
+        opportunities[name] = _attribute(deals, column)
     state = pd.DataFrame(
         {
             "amount": np.nan if amount is None else amount.to_numpy(),
@@ -535,14 +543,14 @@ def _check_outcome(
 
 
 def _simple_table(run: _Import, mapping: FileMapping, key: str) -> pd.DataFrame:
-    """Owners or accounts: one row per key, the mapped columns and kept attributes as text."""
+    """Owners or accounts: one row per key, the mapped columns, and the kept attributes."""
     table = run.tables[mapping.key]
     values = {key: table.text(mapping.columns[key], required=True)}
     for name, column in mapping.columns.items():
         if name != key:
             values[name] = table.text(column)
     for name, column in mapping.keep.items():
-        values[name] = table.text(column)
+        values[name] = _attribute(table, column)
     frame = pd.DataFrame(values)
     run.problems.add_rows(
         table.name,

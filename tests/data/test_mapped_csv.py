@@ -170,6 +170,20 @@ def test_each_bad_key_of_a_mapping_is_named_before_any_row_is_read(tmp_path: Pat
     assert "mapping.toml: not a TOML file" in mapping_problems(tmp_path / "toml")
 
 
+def test_the_command_says_what_it_imported_or_which_key_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = export(tmp_path / "raw")
+    args = ["import", "csv", str(src), "--mapping", str(src / "mapping.toml")]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert "CSV export" in capsys.readouterr().out
+    (src / "mapping.toml").write_text(MAPPING.replace("[history]", "[history]\nkinds = 1"))
+    assert main([*args, "--out", str(tmp_path / "out2")]) == 1
+    error = capsys.readouterr().err
+    assert "dealcast import: mapping.toml: history.kinds: unknown key (known here: " in error
+    assert not (tmp_path / "out2").exists()
+
+
 def test_bad_values_stage_labels_and_outcomes_are_named_by_file_column_and_row(
     tmp_path: Path,
 ) -> None:
@@ -293,6 +307,10 @@ def test_the_fxiaoke_mapping_imports_its_gbk_export(world: SyntheticWorld, tmp_p
     assert set(activities["type"]) == set(FOLLOW_UPS)
     loaded = load_export(tmp_path / "out")
     assert loaded.report.ok
+    # A kept attribute of numbers is written as numbers (the account's size), text as text.
+    lines = (tmp_path / "out" / "accounts.csv").read_text(encoding="utf-8").splitlines()
+    employees = [line.rsplit(",", 1)[1] for line in lines[1:]]
+    assert employees == [str(n) for n in world.tables["accounts"]["employees"]]  # unquoted
     # Each empty 金额 is unknown on every row of its deal, never filled from anywhere.
     repairs = loaded.report.repairs.to_frame()
     assert set(repairs["kind"]) == {"amount_unknown"}
