@@ -563,13 +563,16 @@ class SourceTable:
         export's zone (`TimeReading.zone`); NaT where a value does not parse. The mask marks
         the naive times that do not exist in the zone (noted here, with their own message)."""
         reading = self.times
+        none = pd.Series(False, index=values.index)
+        if reading == TimeReading():  # ISO 8601, naive times UTC: one parse (the hot path)
+            parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+            return pd.Series(parsed, index=values.index).astype("datetime64[us, UTC]"), none
         aware = values.str.contains(_OFFSET, regex=True).fillna(False)
         parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
         if bool(aware.any()):
             with_offset = pd.to_datetime(values[aware], utc=True, format="ISO8601", errors="coerce")
             parsed[aware] = with_offset.astype("datetime64[us, UTC]")
         naive = values.notna() & ~aware
-        none = pd.Series(False, index=values.index)
         if not bool(naive.any()):
             return parsed, none
         local = pd.Series(pd.NaT, index=values[naive].index, dtype="datetime64[us]")
