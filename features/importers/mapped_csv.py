@@ -392,7 +392,24 @@ def _convert(
         tables["accounts"] = _simple_table(run, m.accounts, "account_id")
     if m.activities is not None and not run.tables["activities"].source.header_only:
         tables["activities"] = _activities(run, set(opportunities["opportunity_id"].dropna()))
+    if m.exchange_rates is not None and not run.tables["exchange_rates"].source.header_only:
+        tables["exchange_rates"] = _exchange_rates(run, m.exchange_rates)
     return tables, tuple(dict.fromkeys(unavailable)), owners_added
+
+
+def _exchange_rates(run: _Import, mapping: FileMapping) -> pd.DataFrame:
+    """The contract's exchange_rates: currency, rate > 0 and, for dated rates, valid_from."""
+    table = run.tables[mapping.key]
+    c = mapping.columns
+    rate = table.numbers(c["rate"], required=True)
+    table.problems.add_rows(
+        table.name, c["rate"], (rate <= 0).fillna(False), "a rate > 0", rate.astype("string")
+    )
+    frame = pd.DataFrame({"currency": table.text(c["currency"], required=True), "rate": rate})
+    if "valid_from" in c:
+        frame["valid_from"] = table.dates(c["valid_from"], required=True)
+    table.use(len(frame))
+    return frame
 
 
 def _long_history(run: _Import, kept: set[str], skipped: set[str]) -> pd.DataFrame:

@@ -11,7 +11,9 @@ Sections (keys in brackets are optional):
 - `[source]`: [encoding] (default: UTF-8 or Windows-1252, detected per line), [timezone] of
   naive times (IANA, default UTC), [datetime_format] and [date_format] (strftime patterns;
   default ISO 8601), [exported_at] (when the export was taken; required by `current` history).
-- `[currency]`: code (one ISO 4217 currency for every amount) or column (of the deal file).
+- `[currency]`: code (one ISO 4217 currency for every amount) or column (of the deal file);
+  several currencies need `[exchange_rates]`: file, columns {currency, rate, [valid_from]}
+  (units of the currency per unit of the corporate currency, as the contract's table).
 - `[opportunities]`: file, columns {opportunity_id, account_id, owner_id, created_at, [stage],
   [amount], [close_date], [type], [lead_source], [forecast_category]}, [keep] {attribute =
   column} (further static attributes), [select] {column, values} (only these deals, e.g. one
@@ -63,6 +65,8 @@ OWNER_OPTIONAL: Final = ("team", "manager_id", "region")
 ACCOUNT_REQUIRED: Final = ("account_id",)
 ACTIVITY_REQUIRED: Final = ("opportunity_id", "occurred_at", "type")
 ACTIVITY_OPTIONAL: Final = ("contact_role",)
+RATE_REQUIRED: Final = ("currency", "rate")
+RATE_OPTIONAL: Final = ("valid_from",)
 STAGE_PLACEHOLDER: Final = "{stage}"
 
 
@@ -138,6 +142,7 @@ class CsvMapping:
     activities: FileMapping | None
     activity_types: Mapping[str, str]
     deal_separator: str | None
+    exchange_rates: FileMapping | None = None
 
     @property
     def stages(self) -> tuple[StageEntry, ...]:
@@ -157,7 +162,14 @@ class CsvMapping:
         return entries, exits
 
     def files(self) -> list[FileMapping]:
-        found = [self.opportunities, self.history, self.owners, self.accounts, self.activities]
+        found = [
+            self.opportunities,
+            self.history,
+            self.owners,
+            self.accounts,
+            self.activities,
+            self.exchange_rates,
+        ]
         return [f for f in found if f is not None]
 
 
@@ -375,6 +387,7 @@ def load_mapping(path: Path) -> CsvMapping:
         "owners",
         "accounts",
         "activities",
+        "exchange_rates",
     )
 
     source = root.section("source") or _Section({}, "source", errors, where)
@@ -529,6 +542,7 @@ def load_mapping(path: Path) -> CsvMapping:
         optional=ACTIVITY_OPTIONAL,
         extra_keys=("types", "deal_separator"),
     )
+    rates, _ = _file(root, "exchange_rates", required=RATE_REQUIRED, optional=RATE_OPTIONAL)
     types: dict[str, str] = {}
     separator = None
     if activity_section is not None:
@@ -566,6 +580,7 @@ def load_mapping(path: Path) -> CsvMapping:
         activities=activities,
         activity_types=types,
         deal_separator=separator,
+        exchange_rates=rates,
     )
 
 

@@ -243,6 +243,25 @@ def test_current_state_only_never_back_dates_the_current_stage(tmp_path: Path) -
     )
 
 
+def test_a_currency_column_with_exchange_rates_is_converted_by_the_loader(tmp_path: Path) -> None:
+    mapping = MAPPING.replace('code = "CNY"', 'column = "币种"') + (
+        '\n[exchange_rates]\nfile = "rates.csv"\ncolumns = { currency = "币种", rate = "汇率" }\n'
+    )
+    deals = DEALS.replace("状态\n", "状态,币种\n").replace("won\n", "won,USD\n")
+    deals = deals.replace("open\n", "open,CNY\n")
+    src = export(tmp_path / "raw", mapping, deals=deals)
+    (src / "rates.csv").write_text("币种,汇率\nCNY,1\nUSD,0.14\n", encoding="utf-8")
+    report = import_csv(src, src / "mapping.toml", tmp_path / "out")
+    assert report.rows_written["exchange_rates.csv"] == 2
+    loaded = load_export(tmp_path / "out")
+    assert loaded.report.ok
+    won = loaded.history[loaded.history["opportunity_id"] == "D1"]["amount"]
+    assert won.round(2).tolist() == [round(1000 / 0.14, 2)] * 2  # USD 1000 in CNY
+    (src / "rates.csv").write_text("币种,汇率\nCNY,1\nUSD,0\n", encoding="utf-8")
+    with pytest.raises(CsvImportError, match=r"rates.csv.汇率 row 2: expected a rate > 0"):
+        import_csv(src, src / "mapping.toml", tmp_path / "out2")
+
+
 def test_a_declared_encoding_is_read_strictly(tmp_path: Path) -> None:
     src = export(tmp_path / "raw", MAPPING.replace("[source]", '[source]\nencoding = "gbk"'))
     (src / "deals.csv").write_bytes(DEALS.encode("gbk"))
