@@ -223,9 +223,10 @@ def import_csv(src: Path, mapping: Path, out: Path) -> CsvImportReport:
     """
     src, out = Path(src), Path(out)
     checked = load_mapping(mapping)
-    if not src.is_dir():
-        raise MappingError([f"{src}: expected a folder of CSV files, found no such folder"])
     run = _Import(checked, src)
+    if not src.is_dir():
+        run.problems.add(str(src), None, None, "a folder of CSV files", "no such folder")
+        raise CsvImportError(ValidationReport(str(src), run.problems.violations))
     run.open()
     stages = run.stage_config()
     tables, unavailable, owners_added = _convert(run, stages)

@@ -152,6 +152,8 @@ def test_each_bad_key_of_a_mapping_is_named_before_any_row_is_read(tmp_path: Pat
     ).replace('"金额x"', "'金额x'") in message
     message = mapping_problems(export(tmp_path / "file", MAPPING.replace("flow.csv", "log.csv")))
     assert "mapping.toml: history.file: no file 'log.csv' in" in message
+    with pytest.raises(CsvImportError, match="expected a folder of CSV files, found no such"):
+        import_csv(tmp_path / "nowhere", tmp_path / "file" / "mapping.toml", tmp_path / "out")
     message = mapping_problems(export(tmp_path / "current", MAPPING + "\n[accounts]\nfile = 'a'\n"))
     assert "mapping.toml: accounts.columns: a required section is missing" in message
     current = MAPPING.replace('kind = "long"\nfile = "flow.csv"', 'kind = "current"').replace(
