@@ -22,6 +22,8 @@ logger = logging.getLogger("dealcast")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 Command = Callable[[argparse.Namespace], int]
+# The synthetic world written as a CRM's own export (`dealcast generate --format NAME`).
+CRM_FORMATS = ("hubspot", "pipedrive", "fxiaoke")
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -31,9 +33,12 @@ def _generate(args: argparse.Namespace) -> int:
     if args.messy and not args.salesforce:
         print("dealcast generate: --messy needs --salesforce", file=sys.stderr)
         return 2
-    if args.salesforce and args.format == "hubspot":
-        # A HubSpot export carries its own mess always; the two formats exclude each other.
-        print("dealcast generate: --salesforce and --format hubspot: choose one", file=sys.stderr)
+    if args.salesforce and args.format in CRM_FORMATS:
+        # A CRM-format export carries its own mess always; the two formats exclude each other.
+        print(
+            f"dealcast generate: --salesforce and --format {args.format}: choose one",
+            file=sys.stderr,
+        )
         return 2
     world = generate_world(
         n_opportunities=args.opportunities,
@@ -46,6 +51,16 @@ def _generate(args: argparse.Namespace) -> int:
 
         paths = write_hubspot(world, args.out)
         print(f"wrote a HubSpot export ({len(paths)} files) to {args.out}")
+    elif args.format == "pipedrive":
+        from features.synthetic.pipedrive import write_pipedrive
+
+        paths = write_pipedrive(world, args.out)
+        print(f"wrote a Pipedrive-like export ({len(paths)} files) to {args.out}")
+    elif args.format == "fxiaoke":
+        from features.synthetic.fxiaoke import write_fxiaoke
+
+        paths = write_fxiaoke(world, args.out)
+        print(f"wrote a Fxiaoke-like export ({len(paths)} files) to {args.out}")
     elif args.salesforce:
         paths = write_salesforce(world, args.out, messy=args.messy)
         kind = "a messy Salesforce export" if args.messy else "a Salesforce export"
@@ -71,7 +86,15 @@ def _validate(args: argparse.Namespace) -> int:
 def _import_hubspot(args: argparse.Namespace) -> int:
     from features.importers.hubspot import import_hubspot
 
-    print(import_hubspot(args.src, args.out, pipeline=args.pipeline).format())
+    report = import_hubspot(args.src, args.out, pipeline=args.pipeline, timezone=args.timezone)
+    print(report.format())
+    return 0
+
+
+def _import_csv(args: argparse.Namespace) -> int:
+    from features.importers.mapped_csv import import_csv
+
+    print(import_csv(args.src, args.mapping, args.out).format())
     return 0
 
 
@@ -413,9 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
     generate.add_argument(
         "--format",
-        choices=("csv", "parquet", "hubspot"),
+        choices=("csv", "parquet", *CRM_FORMATS),
         default="csv",
-        help="the contract as csv or parquet, or a HubSpot export (for `dealcast import hubspot`)",
+        help="the contract as csv or parquet, a HubSpot export (for `dealcast import hubspot`), "
+        "or a Pipedrive-like or Fxiaoke-like export (for `dealcast import csv` with "
+        "features/importers/mappings/pipedrive.toml or fxiaoke.toml)",
     )
     generate.add_argument(
         "--months",
@@ -484,7 +509,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the pipeline to import (required when the deals come from several)",
     )
+    hubspot.add_argument(
+        "--timezone",
+        default="UTC",
+        metavar="ZONE",
+        help="the portal's time zone (IANA, e.g. America/New_York): HubSpot writes times in it "
+        "without an offset; they are read in it and converted to UTC (default UTC)",
+    )
     hubspot.set_defaults(run=_import_hubspot)
+    mapped = sources.add_parser(
+        "csv", help="any CRM's CSV export, through a mapping file (features/importers/mappings/)"
+    )
+    mapped.add_argument("src", type=Path, help="folder of the CRM's CSV files")
+    mapped.add_argument(
+        "--mapping",
+        type=Path,
+        required=True,
+        metavar="TOML",
+        help="the mapping of files, columns and values onto the contract",
+    )
+    mapped.add_argument("--out", type=Path, required=True, help="contract export to write")
+    mapped.set_defaults(run=_import_csv)
 
     backtest = commands.add_parser("backtest", help="rolling-origin backtest against baselines")
     backtest.add_argument("--data", type=Path, required=True, help="export folder")

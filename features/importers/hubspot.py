@@ -1,11 +1,11 @@
 """A HubSpot export (deals, owners, companies, engagements) converted into the data contract.
 
-`import_hubspot(src, out, pipeline=None)` reads `deals.csv` (required), `owners.csv`,
-`companies.csv` and the engagements (`engagements.csv` with an `Activity type` column, or one
-file per type: `calls.csv`, `emails.csv`, `meetings.csv`, `notes.csv`, `tasks.csv`) from `src`
-(file names case-insensitive), checks every value it maps, and writes a contract export
-folder with `features.export_writer`. Decoding (UTF-8 / Windows-1252 per line, BOM, NUL
-bytes, header-only files) is `source_files`'.
+`import_hubspot(src, out, pipeline=None, timezone="UTC")` reads `deals.csv` (required),
+`owners.csv`, `companies.csv` and the engagements (`engagements.csv` with an `Activity type`
+column, or one file per type: `calls.csv`, `emails.csv`, `meetings.csv`, `notes.csv`,
+`tasks.csv`) from `src` (file names case-insensitive), checks every value it maps, and writes
+a contract export folder with `features.export_writer`. Decoding (UTF-8 / Windows-1252 per
+line, BOM, NUL bytes, header-only files) is `source_files`'.
 
 HubSpot's deal export is wide: one row per deal, its current `Deal Stage`, `Pipeline`,
 `Amount`, `Close Date`, `Create Date`, `Deal owner`, `Associated Company`, `Record ID`, and for
@@ -13,11 +13,15 @@ every stage of every pipeline the calculated properties `Date entered "<stage>" 
 and `Date exited "<stage>" (<pipeline>)` (HubSpot also labels them
 `Date entered "<stage> (<pipeline>)"`; both are read). Decisions worth knowing:
 
+- Times come in the portal's time zone without an offset: `timezone` names it, and they are
+  converted to UTC (a repeated daylight-saving hour read as its later pass, a time in the
+  skipped hour refused by row). Close dates are calendar days, never shifted.
 - One pipeline per import. Each pipeline has its own stages, and the contract one stage
   model, so a deal export with several pipelines and no `pipeline` chosen is refused with the
   pipelines and their deal counts listed (importing the largest silently would drop deals
   nobody asked to drop); with `pipeline`, the other pipelines' deals are skipped and counted.
-- The stage history is rebuilt from the stage dates: one history row per stage the deal
+- The stage history is rebuilt from the stage dates (`stage_dates`, the rebuild `dealcast
+  import csv` uses for wide exports too): one history row per stage the deal
   entered, at its `Date entered`, in time order, so skipped stages are absent and a return to
   an earlier stage is a regression, as they happened. HubSpot keeps one entry per stage, so a
   stage entered twice shows its last entry only. The deal's current stage is the one stage with
@@ -47,15 +51,27 @@ from typing import Final
 
 import pandas as pd
 
-from features.contract import STAGES_FILE, TABLES
+from features.contract import STAGES_FILE
 from features.errors import DealcastDataError, ValidationReport
 from features.export_writer import write_export
+from features.importers.export_folder import (
+    AMOUNT_HISTORY_FEATURES,
+    CLOSE_DATE_HISTORY_FEATURES,
+    CONFIG_FILE,
+    source_file_lines,
+    stale_outputs,
+    unavailable_config_text,
+    with_deal_owners,
+)
 from features.importers.source_files import (
     ImportProblems,
     SourceFileReport,
     SourceTable,
+    TimeReading,
+    known_zone,
     read_source_file,
 )
+from features.importers.stage_dates import rebuild_from_stage_dates
 from features.stages import StageConfig
 
 logger = logging.getLogger(__name__)
@@ -103,16 +119,7 @@ ACTIVITY_TYPES: Final = {
 # seen early): missing on every snapshot of this export (FeatureConfig.unavailable_features,
 # written to the export's dealcast.toml). Without close_date_in_quarter the baselines' period
 # forecasts take each stage's learned in-period share (models.baselines.PeriodShare).
-UNAVAILABLE_FEATURES: Final = (
-    "amount_change_since_creation",
-    "amount_change_recent",
-    "close_date_pushes",
-    "close_date_days_pushed",
-    "days_to_close",
-    "close_date_past",
-    "close_date_in_quarter",
-)
-CONFIG_FILE: Final = "dealcast.toml"
+UNAVAILABLE_FEATURES: Final = AMOUNT_HISTORY_FEATURES + CLOSE_DATE_HISTORY_FEATURES
 CONFIG_MARK: Final = "# written by dealcast import hubspot"
 EXPORT_TIME_NOTE: Final = (
     "amount and close_date have no history in a HubSpot deal export: every rebuilt history row "
@@ -145,6 +152,7 @@ class HubSpotImportReport:
     src: Path
     out: Path
     pipeline: str
+    timezone: str
     files: tuple[SourceFileReport, ...]
     rows_written: dict[str, int]
     stages: StageConfig
@@ -152,16 +160,11 @@ class HubSpotImportReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def format(self) -> str:
-        lines = [f"HubSpot export {self.src} -> {self.out} (pipeline {self.pipeline!r})"]
-        lines.append("source files:")
-        for item in self.files:
-            lines.append(
-                f"  {item.file}: {item.encoding}, {item.rows_read} rows read, "
-                f"{item.rows_used} used; decoded: {item.decoding.describe()}"
-            )
-            lines.extend(f"    skipped {n} rows: {reason}" for reason, n in item.skipped.items())
-            lines.extend(f"    not carried: {d.column}: {d.reason}" for d in item.dropped_columns)
-            lines.extend(f"    note: {text}" for text in item.notes)
+        lines = [
+            f"HubSpot export {self.src} -> {self.out} (pipeline {self.pipeline!r}, naive times "
+            f"read in {self.timezone})"
+        ]
+        lines.extend(source_file_lines(self.files))
         lines.append(f"written to {self.out}:")
         lines.extend(f"  {name}: {n} rows" for name, n in self.rows_written.items())
         won, lost = ", ".join(self.stages.won_stages), ", ".join(self.stages.lost_stages)
@@ -255,125 +258,53 @@ def rebuild_history(
     created: pd.Series,
     keep: pd.Series,
 ) -> pd.DataFrame:
-    """(opportunity_id, changed_at, stage) of every stage entry of the kept deals, time order.
-
-    Every inconsistency of the stage dates is a problem naming the file, column and row.
+    """(opportunity_id, changed_at, stage) of every stage entry of the kept deals, time order
+    (`stage_dates.rebuild_from_stage_dates`, the one rebuild of a wide export's stage dates).
     """
-    entered: dict[str, pd.Series] = {}
-    exited: dict[str, pd.Series] = {}
-    names: dict[tuple[str, str], str] = {}
-    for item in columns:
-        times = deals.timestamps(item.column)
-        (entered if item.kind == "entered" else exited)[item.stage] = times.where(keep)
-        names[(item.kind, item.stage)] = item.column
-    stages = list(entered)
-    for stage in exited:
+    entered = {c.stage: c.column for c in columns if c.kind == "entered"}
+    exited = {c.stage: c.column for c in columns if c.kind == "exited"}
+    for stage, column in exited.items():
         if stage not in entered:
             deals.problems.add(
                 deals.name,
-                names[("exited", stage)].replace("Date exited", "Date entered", 1),
+                column.replace("Date exited", "Date entered", 1),
                 None,
                 "a Date entered column for every Date exited column",
                 "no such column",
             )
-    any_entry = pd.Series(False, index=current.index)
-    for stage in stages:
-        any_entry |= entered[stage].notna()
-    for stage in stages:
-        into = entered[stage]
-        out = exited.get(stage, pd.Series(pd.NaT, index=into.index))
-        column = names.get(("exited", stage), f'Date exited "{stage}"')
-        found = out.astype("string")
-        deals.problems.add_rows(
-            deals.name,
-            column,
-            (out.notna() & into.isna()),
-            "an exit only from a stage the deal entered (Date entered is empty)",
-            found,
-        )
-        deals.problems.add_rows(
-            deals.name,
-            column,
-            (out < into).fillna(False),
-            "an exit at or after the stage's Date entered",
-            found,
-        )
-        is_current = current.eq(stage).fillna(False)
-        deals.problems.add_rows(
-            deals.name,
-            column,
-            is_current & out.notna(),
-            "no exit from the deal's current stage (its Deal Stage)",
-            found,
-        )
-        deals.problems.add_rows(
-            deals.name,
-            column,
-            ~is_current & into.notna() & out.isna(),
-            "an exit date: only the current stage (Deal Stage) has an entry without an exit",
-            found,
-        )
-        deals.problems.add_rows(
-            deals.name,
-            names[("entered", stage)],
-            is_current & into.isna() & any_entry,
-            "an entry date for the deal's current stage (Deal Stage), since it has stage dates",
-            into.astype("string"),
-        )
-    parts = [
-        pd.DataFrame({"opportunity_id": ids, "changed_at": entered[s], "stage": s, "_order": i})
-        for i, s in enumerate(stages)
-    ]
-    parts.append(
-        pd.DataFrame(
-            {"opportunity_id": ids, "changed_at": created, "stage": current, "_order": -1}
-        )[keep & ~any_entry]
+    return rebuild_from_stage_dates(
+        deals,
+        entered=entered,
+        exited={s: c for s, c in exited.items() if s in entered},
+        ids=ids,
+        current=current,
+        current_column="Deal Stage",
+        created=created,
+        keep=keep,
     )
-    history = pd.concat(parts, ignore_index=True)
-    history = history[history["changed_at"].notna() & history["opportunity_id"].notna()]
-    history = history.sort_values(["opportunity_id", "changed_at", "_order"], kind="stable")
-    return history.drop(columns="_order").reset_index(drop=True)
 
 
 def config_text() -> str:
     """`dealcast.toml` of a HubSpot import: the features this export cannot give."""
-    names = ", ".join(f'"{name}"' for name in UNAVAILABLE_FEATURES)
-    return (
-        f"{CONFIG_MARK}: a deal export has no amount or close-date history\n"
-        f"[features]\nunavailable_features = [{names}]\n"
+    return unavailable_config_text(
+        CONFIG_MARK,
+        reason="a deal export has no amount or close-date history",
+        features=UNAVAILABLE_FEATURES,
     )
 
 
-def _stale_outputs(out: Path, writing: set[str], problems: ImportProblems) -> None:
-    """Files in `out` that would mislead: contract files this import does not overwrite
-    (they would be read with the new ones) and a dealcast.toml it did not write."""
-    if not out.is_dir():
-        return
-    names = {f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")} | {STAGES_FILE}
-    for path in sorted(out.iterdir()):
-        if path.name in names and path.name not in writing:
-            problems.add(
-                str(out),
-                None,
-                None,
-                "an output folder without contract files this import does not write",
-                path.name,
-            )
-    config = out / CONFIG_FILE
-    if config.is_file() and not config.read_bytes().startswith(CONFIG_MARK.encode()):
-        problems.add(
-            str(out), None, None, f"no {CONFIG_FILE} but one this importer wrote", config.name
-        )
-
-
 def _open(
-    files: dict[str, Path], name: str, known: tuple[str, ...], problems: ImportProblems
+    files: dict[str, Path],
+    name: str,
+    known: tuple[str, ...],
+    problems: ImportProblems,
+    times: TimeReading,
 ) -> SourceTable | None:
     path = files.get(name)
     if path is None:
         return None
     source = read_source_file(path, known_columns=known, problems=problems)
-    return None if source is None else SourceTable(source, problems)
+    return None if source is None else SourceTable(source, problems, times=times)
 
 
 def _filled(deals: SourceTable, column: str, values: pd.Series, keep: pd.Series) -> pd.Series:
@@ -409,19 +340,29 @@ def _choose_pipeline(
     return chosen, keep
 
 
-def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubSpotImportReport:
+def import_hubspot(
+    src: Path, out: Path, *, pipeline: str | None = None, timezone: str = "UTC"
+) -> HubSpotImportReport:
     """Convert the HubSpot export in `src` into a contract export folder `out`.
+
+    HubSpot writes times in the portal's time zone without an offset: `timezone` (an IANA
+    name, e.g. America/New_York) is that zone, and every naive time is read in it and
+    converted to UTC. Dates (Close Date) are calendar days and are not shifted.
 
     Raises HubSpotImportError, listing every problem, if the export is unusable; nothing is
     written then.
     """
     src, out = Path(src), Path(out)
     problems = ImportProblems()
+    if not known_zone(timezone):
+        problems.add("--timezone", None, None, "an IANA time zone (e.g. Europe/Berlin)", timezone)
     if not src.is_dir():
         problems.add(str(src), None, None, "a folder of HubSpot CSV exports", "no such folder")
+    if problems:
         raise HubSpotImportError(ValidationReport(str(src), problems.violations))
+    times = TimeReading(zone=timezone)
     files = {p.stem.lower(): p for p in sorted(src.iterdir()) if p.suffix.lower() == ".csv"}
-    deals = _open(files, DEALS_FILE, DEAL_COLUMNS, problems)
+    deals = _open(files, DEALS_FILE, DEAL_COLUMNS, problems, times)
     if deals is None or deals.source.header_only:
         if not problems:
             problems.add(f"{DEALS_FILE}.csv", None, None, "a HubSpot deal export", "no deals")
@@ -473,7 +414,8 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
     problems.add_rows(
         deals.name, "Amount", keep & (amount < 0).fillna(False), "amount >= 0", amount
     )
-    close_date = _filled(deals, "Close Date", deals.timestamps("Close Date"), keep).dt.normalize()
+    # A close date is a day on the calendar: never shifted by the portal's zone.
+    close_date = _filled(deals, "Close Date", deals.dates("Close Date", time_of_day=True), keep)
     state = pd.DataFrame(
         {"amount": amount.to_numpy(), "close_date": close_date.to_numpy()}, index=ids.to_numpy()
     )[keep.to_numpy()]
@@ -509,7 +451,7 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
         "opportunity_history": history,
     }
     owners_added: tuple[str, ...] = ()
-    owner_table = _open(files, OWNERS_FILE, OWNER_COLUMNS, problems)
+    owner_table = _open(files, OWNERS_FILE, OWNER_COLUMNS, problems, times)
     if owner_table is not None and not owner_table.source.header_only:
         read.append(owner_table)
         owner_table.require("Owner")
@@ -523,12 +465,9 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
             "one row per owner",
             owners["owner_id"],
         )
-        missing = sorted(set(opportunities["owner_id"].dropna()) - set(owners["owner_id"].dropna()))
-        owners_added = tuple(missing)
-        added = pd.DataFrame({"owner_id": list(missing), "team": pd.NA})
         owner_table.use(len(owners))
-        tables["owners"] = pd.concat([owners, added], ignore_index=True)
-    company_table = _open(files, COMPANIES_FILE, COMPANY_COLUMNS, problems)
+        tables["owners"], owners_added = with_deal_owners(owners, opportunities["owner_id"])
+    company_table = _open(files, COMPANIES_FILE, COMPANY_COLUMNS, problems, times)
     if company_table is not None and not company_table.source.header_only:
         read.append(company_table)
         company_table.require("Company name")
@@ -551,14 +490,15 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
         tables["accounts"] = accounts
     activities = []
     for name, file_type in ENGAGEMENT_FILES.items():
-        engagement_table = _open(files, name, ENGAGEMENT_COLUMNS, problems)
+        engagement_table = _open(files, name, ENGAGEMENT_COLUMNS, problems, times)
         if engagement_table is not None and not engagement_table.source.header_only:
             read.append(engagement_table)
             ids_imported = set(opportunities["opportunity_id"])
             activities.append(_activities(engagement_table, ids_imported, file_type))
     if activities:
         tables["activities"] = pd.concat(activities, ignore_index=True)
-    _stale_outputs(out, {f"{name}.csv" for name in tables} | {STAGES_FILE}, problems)
+    writing = {f"{name}.csv" for name in tables} | {STAGES_FILE}
+    stale_outputs(out, writing, problems, mark=CONFIG_MARK)
     if problems or stages is None:  # no stages is always a problem noted above
         raise HubSpotImportError(ValidationReport(str(src), problems.violations))
     write_export(tables, out, stages=stages.to_yaml_dict())
@@ -567,6 +507,7 @@ def import_hubspot(src: Path, out: Path, *, pipeline: str | None = None) -> HubS
         src=src,
         out=out,
         pipeline=chosen,
+        timezone=timezone,
         files=tuple(t.report() for t in read),
         rows_written={f"{name}.csv": len(frame) for name, frame in tables.items()},
         stages=stages,

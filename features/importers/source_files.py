@@ -22,10 +22,11 @@ import io
 import logging
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -111,9 +112,6 @@ def _describe(value: object, omitted: bool) -> str | None:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-Encoding = Literal["ascii", "utf-8", "cp1252"]
-
-
 @dataclass(frozen=True)
 class Decoding:
     """What decoding one file found, for the import report.
@@ -124,24 +122,24 @@ class Decoding:
     character (kept as C1 control characters); `nul_removed` the NUL bytes taken out.
     """
 
-    lines: dict[Encoding, int]
+    lines: Mapping[str, int]
     bom: bool = False
     nul_removed: int = 0
     undefined_bytes: int = 0
     line_ends: str = "none"
+    declared: str | None = None
 
     @property
     def encoding(self) -> str:
-        """One word for the file: `utf-8`, `cp1252`, or `utf-8 + cp1252` when lines mix both."""
+        """One word for the file: `utf-8`, `cp1252`, or `utf-8 + cp1252` when lines mix both;
+        the declared encoding (a mapping's `source.encoding`, say `gbk`) when one was given."""
+        if self.declared is not None:
+            return self.declared
         found = [name for name in ("utf-8", "cp1252") if self.lines.get(name)]
         return " + ".join(found) if found else "utf-8"
 
     def describe(self) -> str:
-        counts = ", ".join(
-            f"{self.lines[name]} {name}"
-            for name in ("ascii", "utf-8", "cp1252")
-            if self.lines.get(name)
-        )
+        counts = ", ".join(f"{n} {name}" for name, n in self.lines.items() if n)
         parts = [f"lines {counts or 'none'}", f"{self.line_ends} line ends"]
         if self.bom:
             parts.append("UTF-8 BOM")
@@ -221,6 +219,35 @@ def decode(data: bytes) -> tuple[str, Decoding]:
         nul_removed=nul,
         undefined_bytes=undefined,
         line_ends=_line_ends(data),
+    )
+    return text, decoding
+
+
+def decode_declared(data: bytes, encoding: str) -> tuple[str, Decoding]:
+    """Decode a file in the one encoding its exporter declares (GBK for a Chinese CRM, say).
+
+    Strict: a byte sequence the encoding cannot read is a ValueError naming the line, never a
+    replacement character. A UTF-8 BOM is taken off when the encoding is a UTF-8 one.
+    """
+    name = codecs.lookup(encoding).name
+    bom = name.startswith("utf-8") and data.startswith(codecs.BOM_UTF8)
+    if bom:
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        text = data.decode(name)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"line {line} is not {encoding}: bytes {data[error.start : error.end]!r} "
+            f"({error.reason})"
+        ) from error
+    total = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+    non_ascii = _non_ascii_lines(data)
+    decoding = Decoding(
+        lines={"ascii": total - non_ascii, encoding: non_ascii},
+        bom=bom,
+        line_ends=_line_ends(data),
+        declared=encoding,
     )
     return text, decoding
 
@@ -348,18 +375,25 @@ def _parse_rows(text: str, width: int, name: str, problems: ImportProblems) -> p
 
 
 def read_source_file(
-    path: Path, *, known_columns: Iterable[str], problems: ImportProblems
+    path: Path,
+    *,
+    known_columns: Iterable[str],
+    problems: ImportProblems,
+    encoding: str | None = None,
 ) -> SourceFile | None:
     """Read a raw CSV as text cells, naming columns by their API names (case-insensitively).
 
     Data Loader writes headers in upper case (`ACCOUNTID`), the weekly export in API case
     (`AccountId`); both map onto `known_columns`. Returns None (with a problem) if unreadable:
-    not a UTF-8 or Windows-1252 file, or a record whose field count is not the header's.
+    not a UTF-8 or Windows-1252 file (or not in `encoding`, when the exporter declares one), or
+    a record whose field count is not the header's.
     """
     try:
-        text, decoding = decode(path.read_bytes())
+        data = path.read_bytes()
+        text, decoding = decode(data) if encoding is None else decode_declared(data, encoding)
     except (ValueError, OSError) as error:
-        problems.add(path.name, None, None, "a UTF-8 or Windows-1252 CSV file", str(error))
+        expected = "a UTF-8 or Windows-1252" if encoding is None else f"a {encoding}"
+        problems.add(path.name, None, None, f"{expected} CSV file", str(error))
         return None
     header = _header(text)
     if header is None:
@@ -409,6 +443,48 @@ class SourceFileReport:
         return self.decoding.encoding
 
 
+# An offset after a time of day (`14:05:00Z`, `14:05+08:00`), never a date's own `-15`.
+_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:Z|[+-]\d\d(?::?\d\d)?)$"
+
+
+def known_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone (Asia/Shanghai, Europe/Berlin, UTC)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class TimeReading:
+    """How an export writes its times: the zone of its naive times and, when they are not ISO
+    8601, their strftime patterns (`%Y/%m/%d %H:%M`). A time column also accepts a bare date
+    in `date_format`; a date column accepts only dates."""
+
+    zone: str = "UTC"
+    datetime_format: str | None = None
+    date_format: str | None = None
+
+    def patterns(self) -> list[str | None]:
+        """The patterns a time is tried in, in order (None: ISO 8601)."""
+        found = [self.datetime_format, self.date_format]
+        return [p for p in found if p is not None] or [None]
+
+    @property
+    def time_expectation(self) -> str:
+        if self.datetime_format is None and self.date_format is None:
+            return TIME_EXPECTATION
+        shown = " or ".join(repr(p) for p in self.patterns())
+        return f"a time written as {shown} (strftime)"
+
+    @property
+    def date_expectation(self) -> str:
+        if self.date_format is None:
+            return DATE_EXPECTATION
+        return f"a date written as {self.date_format!r} (strftime)"
+
+
 class SourceTable:
     """Typed access to one raw file's columns; bad values go to the shared `ImportProblems`.
 
@@ -416,10 +492,13 @@ class SourceTable:
     records, per bad row, the file, the column, the 1-based row and what was expected.
     """
 
-    def __init__(self, source: SourceFile, problems: ImportProblems) -> None:
+    def __init__(
+        self, source: SourceFile, problems: ImportProblems, *, times: TimeReading | None = None
+    ) -> None:
         self.source = source
         self.frame = source.frame
         self.problems = problems
+        self.times = TimeReading() if times is None else times
         self._conventions: set[str] = set()
         self._skipped: dict[str, int] = {}
         self._dropped: list[DroppedColumn] = []
@@ -472,24 +551,105 @@ class SourceTable:
 
     def _times(self, column: str, required: bool, expectation: str) -> tuple[pd.Series, pd.Series]:
         values = self.text(column, required=required)
-        parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
-        parsed = pd.Series(parsed, index=self.frame.index).astype("datetime64[us, UTC]")
-        bad = values.notna() & parsed.isna()
+        parsed, in_gap = self._parse_times(column, values)
+        bad = values.notna() & parsed.isna() & ~in_gap
         self.problems.add_rows(self.name, column, bad, expectation, values)
         unrepresentable = ((parsed < EARLIEST_TIME) | (parsed > LATEST_TIME)).fillna(False)
         self.problems.add_rows(self.name, column, unrepresentable, RANGE_EXPECTATION, values)
         return values, parsed.mask(unrepresentable)
 
-    def timestamps(self, column: str, *, required: bool = False) -> pd.Series:
-        """Times in UTC; naive times are UTC, as Salesforce exports them."""
-        return self._times(column, required, TIME_EXPECTATION)[1]
+    def _parse_times(self, column: str, values: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """Times in UTC: a value with an offset (or Z) is converted, a naive one is read in the
+        export's zone (`TimeReading.zone`); NaT where a value does not parse. The mask marks
+        the naive times that do not exist in the zone (noted here, with their own message)."""
+        reading = self.times
+        none = pd.Series(False, index=values.index)
+        if reading == TimeReading():  # ISO 8601, naive times UTC: one parse (the hot path)
+            parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+            return pd.Series(parsed, index=values.index).astype("datetime64[us, UTC]"), none
+        aware = values.str.contains(_OFFSET, regex=True).fillna(False)
+        parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+        if bool(aware.any()):
+            with_offset = pd.to_datetime(values[aware], utc=True, format="ISO8601", errors="coerce")
+            parsed[aware] = with_offset.astype("datetime64[us, UTC]")
+        naive = values.notna() & ~aware
+        if not bool(naive.any()):
+            return parsed, none
+        local = pd.Series(pd.NaT, index=values[naive].index, dtype="datetime64[us]")
+        for pattern in reading.patterns():
+            todo = local.isna()
+            if not bool(todo.any()):
+                break
+            found = pd.to_datetime(
+                values[naive][todo],
+                format="ISO8601" if pattern is None else pattern,
+                errors="coerce",
+            )
+            local[todo] = found.astype("datetime64[us]")
+        if reading.zone == "UTC":
+            parsed[naive] = local.dt.tz_localize("UTC")
+            return parsed, none
+        # The repeated hour of a daylight-saving change is read as its later pass (standard
+        # time): a change is then seen up to an hour after it happened, never before.
+        later = local.dt.tz_localize(reading.zone, ambiguous=False, nonexistent="NaT")
+        earlier = local.dt.tz_localize(
+            reading.zone, ambiguous=np.ones(len(local), dtype=bool), nonexistent="NaT"
+        )
+        ambiguous = int((later.notna() & (later != earlier)).sum())
+        if ambiguous:
+            self.note(
+                f"{column}: {ambiguous} times in the repeated hour of a daylight-saving change "
+                f"in {reading.zone} read as its later pass (standard time)"
+            )
+        gap = (local.notna() & later.isna()).reindex(values.index, fill_value=False)
+        self.problems.add_rows(
+            self.name,
+            column,
+            gap,
+            f"a time that exists in {reading.zone} (this one falls in a daylight-saving gap)",
+            values,
+        )
+        parsed[naive] = later.dt.tz_convert("UTC")
+        return parsed, gap
 
-    def dates(self, column: str, *, required: bool = False) -> pd.Series:
-        """Calendar dates as UTC midnights; a time of day other than midnight is a problem."""
-        values, parsed = self._times(column, required, DATE_EXPECTATION)
+    def timestamps(self, column: str, *, required: bool = False) -> pd.Series:
+        """Times in UTC; naive times are read in the export's zone (UTC unless told, as
+        Salesforce exports them)."""
+        return self._times(column, required, self.times.time_expectation)[1]
+
+    def dates(self, column: str, *, required: bool = False, time_of_day: bool = False) -> pd.Series:
+        """Calendar dates as UTC midnights; a time of day other than midnight is a problem,
+        or, with `time_of_day`, dropped (the day as written: HubSpot writes some close dates
+        with a time).
+
+        A date is a day on the calendar, not an instant: it is never shifted by the zone.
+        """
+        values = self.text(column, required=required)
+        reading = self.times
+        if reading.date_format is None:
+            parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+            parsed = pd.Series(parsed, index=values.index).astype("datetime64[us, UTC]")
+        else:
+            parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+            patterns = [reading.date_format]
+            if time_of_day and reading.datetime_format is not None:
+                patterns.append(reading.datetime_format)
+            for pattern in patterns:
+                todo = parsed.isna() & values.notna()
+                found = pd.to_datetime(values[todo], format=pattern, errors="coerce")
+                parsed[todo] = found.dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+        expectation = reading.date_expectation
+        self.problems.add_rows(
+            self.name, column, values.notna() & parsed.isna(), expectation, values
+        )
         with_time = (parsed.notna() & (parsed != parsed.dt.normalize())).fillna(False)
-        self.problems.add_rows(self.name, column, with_time, DATE_EXPECTATION, values)
-        return parsed.mask(with_time)
+        if time_of_day:
+            parsed = parsed.dt.normalize()
+        else:
+            self.problems.add_rows(self.name, column, with_time, expectation, values)
+        unrepresentable = ((parsed < EARLIEST_TIME) | (parsed > LATEST_TIME)).fillna(False)
+        self.problems.add_rows(self.name, column, unrepresentable, RANGE_EXPECTATION, values)
+        return parsed.mask((with_time & ~time_of_day) | unrepresentable)
 
     def numbers(self, column: str, *, required: bool = False) -> pd.Series:
         values = self.text(column, required=required)

@@ -140,6 +140,43 @@ def test_a_skip_and_a_return_to_an_earlier_stage_are_rebuilt_as_they_happened(
     assert export.report.ok
 
 
+def test_naive_times_are_read_in_the_portals_time_zone_and_close_dates_stay_days(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        deal(
+            "1",
+            "Demo",
+            Lead=("2026-01-05 09:00", "2026-03-29 01:30"),
+            Demo=("2026-03-29 01:30", ""),
+        )
+    ]
+    raw = write(tmp_path / "raw", rows)
+    report = import_hubspot(raw, tmp_path / "out", timezone="Europe/Berlin")
+    assert "naive times read in Europe/Berlin" in report.format()
+    rebuilt = history(tmp_path / "out")
+    # Berlin is UTC+1 in January and still UTC+1 at 01:30 on the day clocks go forward.
+    assert list(pd.to_datetime(rebuilt["changed_at"])) == [
+        pd.Timestamp("2026-01-05 08:00", tz="UTC"),
+        pd.Timestamp("2026-03-29 00:30", tz="UTC"),
+    ]
+    opportunities = pd.read_csv(tmp_path / "out" / "opportunities.csv")
+    assert list(opportunities["created_at"]) == ["2026-01-05T08:00:00Z"]
+    assert set(rebuilt["close_date"].str[:10]) == {"2026-06-30"}  # a day, not shifted
+    # 02:30 that Sunday never happened in Berlin: refused by row, not guessed.
+    rows[0]['Date exited "Lead" (Sales)'] = "2026-03-29 02:30"
+    rows[0]['Date entered "Demo" (Sales)'] = "2026-03-29 02:30"
+    message = problems(write(tmp_path / "gap", rows), tmp_path, timezone="Europe/Berlin")
+    assert (
+        'deals.csv.Date entered "Demo" (Sales) row 1: expected a time that exists in '
+        "Europe/Berlin (this one falls in a daylight-saving gap)" in message
+    )
+    assert "--timezone: expected an IANA time zone" in problems(raw, tmp_path, timezone="Mars/Base")
+    # The same export read as UTC (the default) keeps the times as written.
+    import_hubspot(raw, tmp_path / "utc")
+    assert history(tmp_path / "utc")["changed_at"].iloc[0].startswith("2026-01-05T09:00")
+
+
 def test_closed_stages_are_recognised_by_probability_else_by_name(tmp_path: Path) -> None:
     rows = [
         deal("1", "Closed Won", Closed_Won=("2026-01-05 09:00", "")),
