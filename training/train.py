@@ -47,6 +47,7 @@ from models.attainment import NewBusinessModel
 from models.baseline_model import FORECASTER, BaselineWinModel
 from models.baselines import baselines_for
 from models.bundle import DealcastBundle, DealcastModel, log_bundle
+from models.drift import DriftReference
 from models.risk import fit_risk_flags
 from models.win import WinModel
 from training.backtest import BacktestConfig, BacktestResult, run_backtest
@@ -230,9 +231,21 @@ def build_bundle(
             "currencies": recorded_currencies(data.export),
         },
         risk=risk,
+        drift=drift_reference(data, training.frame),
     )
     bundle.golden = golden_deal(bundle, data, cutoff)
     return bundle
+
+
+def drift_reference(data: PreparedData, snapshots: pd.DataFrame) -> DriftReference:
+    """The training snapshots' distribution of every feature of the plan."""
+    categorical = set(data.plan.categorical_features)
+    names = [name for name in data.plan.feature_names if name in snapshots.columns]
+    return DriftReference.fit(
+        snapshots,
+        numeric=[name for name in names if name not in categorical],
+        categorical=[name for name in names if name in categorical],
+    )
 
 
 def baseline_bundle(

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from models.prediction_log import ModelStamp, PredictionLog, feature_hash
 from models.scoring import DealScore, FeatureRow
-from serving.prediction_log import ModelStamp, PredictionLog, feature_hash
 
 
 def _score(i: int, *, manual: bool) -> DealScore:
