@@ -205,8 +205,8 @@ class PredictionLog:
         if len(columns):
             self._queue.put(_Batch(datetime.now(UTC), model, columns=columns))
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write everything queued, then stop the writer."""
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Write everything queued, then stop the writer (None: however long it takes)."""
         self._queue.put(None)
         self._thread.join(timeout)
 
