@@ -330,6 +330,7 @@ def _report(args: argparse.Namespace) -> int:
     from features.loading import load_export
     from models.bundle import load_scorer, model_uri
     from models.forecast_store import ForecastStore
+    from models.monitor_summary import last_quarter
     from serving.page import build_manager_view, render_manager_page, teams_of
     from training.registry import use_store
 
@@ -353,6 +354,7 @@ def _report(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         model_uri=model_uri(args.model),
         store=ForecastStore.beside(args.data),
+        last_quarter=last_quarter(args.data, team),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render_manager_page(view), encoding="utf-8")
