@@ -10,8 +10,8 @@ scored the deals).
 
 Off the request path: a request only puts its scores on a queue (a few microseconds). One
 writer thread turns what is queued into rows and writes them, at least every
-`flush_seconds`, as a new file `DIR/YYYY-MM-DD/predictions-<host>-<pid>-<n>.parquet` (the day
-of `logged_at`, UTC). Files are never rewritten: appending is adding a file, so several
+`flush_seconds`, as a new file `DIR/YYYY-MM-DD/predictions-<host>-<pid>-<token>-<n>.parquet`
+(the day of `logged_at`, UTC). Files are never rewritten: appending is adding a file, so several
 server processes share a folder safely. A write that fails is counted and logged, and its
 rows are dropped; it never fails a request. `close()` writes what is still queued.
 """
@@ -28,6 +28,7 @@ import queue
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -191,7 +192,10 @@ class PredictionLog:
         self.write_errors = 0
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._files = itertools.count()
-        self._prefix = f"predictions-{socket.gethostname()}-{os.getpid()}"
+        # The token tells apart two logs of one process (each `dealcast score --log` run in a
+        # notebook or a test): the same host, pid and count would overwrite the other's file.
+        token = uuid.uuid4().hex[:8]
+        self._prefix = f"predictions-{socket.gethostname()}-{os.getpid()}-{token}"
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -304,7 +308,7 @@ LOG_KEYS = ("logged_at", "opportunity_id", "as_of", "model_name", "model_version
 
 
 def read_prediction_log(directory: Path) -> pd.DataFrame:
-    """Every logged row under `directory` (`DAY/*.parquet`), oldest file first; times UTC.
+    """Every logged row under `directory` (`DAY/*.parquet`) in the order logged; times UTC.
 
     Files still being written (`*.parquet.tmp`) are not read."""
     directory = Path(directory)
@@ -332,6 +336,8 @@ def read_prediction_log(directory: Path) -> pd.DataFrame:
     rows = pd.concat(frames, ignore_index=True, sort=False)
     for column in ("logged_at", "as_of"):
         rows[column] = pd.to_datetime(rows[column], utc=True)
+    # In the order logged (a batch keeps its own order): file names do not sort by time.
+    rows = rows.sort_values("logged_at", kind="stable", ignore_index=True)
     rows["model_version"] = (
         rows["model_version"].astype(object).where(rows["model_version"].notna(), None)
     )

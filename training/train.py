@@ -238,9 +238,15 @@ def build_bundle(
 
 
 def drift_reference(data: PreparedData, snapshots: pd.DataFrame) -> DriftReference:
-    """The training snapshots' distribution of every feature of the plan."""
+    """The training snapshots' distribution of every feature of the plan, but those of the
+    calendar alone (`days_left_in_quarter`): they say when the deals were scored, not how
+    the deals look, and a month of scores would always "drift" from years of snapshots."""
     categorical = set(data.plan.categorical_features)
-    names = [name for name in data.plan.feature_names if name in snapshots.columns]
+    names = [
+        spec.name
+        for spec in data.plan.catalog
+        if spec.source != "calendar" and spec.name in snapshots.columns
+    ]
     return DriftReference.fit(
         snapshots,
         numeric=[name for name in names if name not in categorical],
