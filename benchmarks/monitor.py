@@ -102,6 +102,7 @@ def main() -> None:
                 "scoring_seconds_all_batches": round(scoring_s, 1),
                 "monitor_seconds": seconds,
                 "monitor_peak_rss_mib": peaks,
+                "load_average_1m_after": round(os.getloadavg()[0], 2),
                 "target_seconds": TARGET_S,
                 "met": best < TARGET_S,
             },
