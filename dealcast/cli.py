@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from features.errors import DealcastError
 
 if TYPE_CHECKING:
+    from models.scoring import ExportScores
     from training.train import TrainConfig
 
 logger = logging.getLogger("dealcast")
@@ -242,7 +243,7 @@ def _score(args: argparse.Namespace) -> int:
     from dealcast.config import differing_settings, read_config
     from features.loading import load_export
     from models.bundle import load_scorer, model_uri
-    from models.scoring import score_export
+    from models.scoring import score_open_deals
 
     # A model scores with the settings it was trained with; a file is checked all the same,
     # and a feature setting it changes is named, since it cannot take effect.
@@ -265,16 +266,94 @@ def _score(args: argparse.Namespace) -> int:
                 value,
                 getattr(trained, key),
             )
-    scores = score_export(load_export(args.data), scorer, as_of=args.as_of)
+    batch = score_open_deals(load_export(args.data), scorer, as_of=args.as_of)
+    scores = batch.frame
     scores.to_csv(args.out, index=False)
     print(f"scored {len(scores)} open deals with {model_uri(args.model)} into {args.out}")
+    if args.log is not None:
+        _log_scores(batch, model=model_uri(args.model), directory=args.log)
     return 0
+
+
+def _log_scores(batch: ExportScores, *, model: str, directory: Path) -> None:
+    """Append a batch to the prediction log as the service appends what it answers."""
+    from models.prediction_log import ModelStamp, PredictionColumns, PredictionLog
+    from training.registry import resolve_model
+
+    name, version, uri = resolve_model(model)
+    log = PredictionLog(directory)
+    log.append_columns(PredictionColumns.of_export(batch), ModelStamp(name, version, uri))
+    log.close(timeout=None)
+    if log.rows_failed:
+        raise DealcastError(
+            f"--log {directory}: {log.rows_failed} rows could not be written (see the log above)"
+        )
+    print(f"logged {log.rows_written} predictions of {uri} to {directory}")
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from features.loading import load_export
+    from models.bundle import load_model
+    from models.prediction_log import read_prediction_log
+    from training.monitor import log_to_mlflow, models_of, monitor_report
+    from training.monitor_html import write_monitor_report
+    from training.registry import use_store
+
+    if args.drift_days < 1:
+        raise DealcastError(f"--drift-days: at least 1, got {args.drift_days}")
+    rows = read_prediction_log(args.log)
+    use_store()
+    # Each logged model is judged with its own bundle: its plan's horizons and fiscal year,
+    # and its training window's feature distributions for drift.
+    bundles = {label: load_model(uri).bundle for label, uri in models_of(rows).items()}
+    report = monitor_report(
+        rows,
+        load_export(args.data),
+        bundles=bundles,
+        drift_days=args.drift_days,
+        log_dir=args.log,
+        data_dir=args.data,
+    )
+    files = write_monitor_report(report, args.out, data_dir=args.data)
+    run_id = log_to_mlflow(report, files)
+    print(f"wrote {', '.join(str(f) for f in files)} (MLflow run {run_id})")
+    print(_monitor_summary(report))
+    return 0
+
+
+def _monitor_summary(report: dict) -> str:
+    lines = []
+    for label, version in report["versions"].items():
+        lines.append(f"{label}: {version['n_predictions']} predictions")
+        for target, block in version["targets"].items():
+            judged = block["forecasters"]
+            briers = ", ".join(
+                f"{name} {m['overall']['brier']:.4f}"
+                for name, m in judged.items()
+                if m["overall"]["brier"] is not None
+            )
+            lines.append(
+                f"  {target:16s} known {block['n_known']}, pending {block['n_pending']}; "
+                f"Brier: {briers or 'no outcome known yet'}"
+            )
+        drift = version["drift"]
+        if drift["available"]:
+            worst = ", ".join(
+                f"{d['feature']} {d['psi']:.3f}"
+                for d in drift["features"][:3]
+                if d["psi"] is not None
+            )
+            lines.append(f"  drift (PSI, worst first): {worst}")
+        else:
+            lines.append(f"  drift unavailable: {drift['reason']}")
+    return "\n".join(lines)
 
 
 def _report(args: argparse.Namespace) -> int:
     from features.loading import load_export
     from models.bundle import load_scorer, model_uri
     from models.forecast_store import ForecastStore
+    from models.monitor_summary import last_quarter
     from serving.page import build_manager_view, render_manager_page, teams_of
     from training.registry import use_store
 
@@ -298,6 +377,7 @@ def _report(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         model_uri=model_uri(args.model),
         store=ForecastStore.beside(args.data),
+        last_quarter=last_quarter(args.data, team),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render_manager_page(view), encoding="utf-8")
@@ -574,6 +654,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="model URI (default: $DEALCAST_MODEL_URI or models:/dealcast@champion)",
     )
+    score.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also append the scores to this prediction log (as DEALCAST_PREDICTION_LOG=DIR "
+        "does for the service), for `dealcast monitor`",
+    )
     _add_config_option(score, scoring=True)
     score.set_defaults(run=_score)
 
@@ -612,6 +700,27 @@ def build_parser() -> argparse.ArgumentParser:
         "http://HOST:PORT of the settings)",
     )
     page_link.set_defaults(run=_page_link)
+
+    monitor = commands.add_parser(
+        "monitor", help="logged predictions against later outcomes, and feature drift"
+    )
+    monitor.add_argument(
+        "--log", type=Path, required=True, help="prediction log folder (DEALCAST_PREDICTION_LOG)"
+    )
+    monitor.add_argument(
+        "--data", type=Path, required=True, help="an export newer than the predictions"
+    )
+    monitor.add_argument(
+        "--out", type=Path, required=True, help="folder for monitor.json and monitor.html"
+    )
+    monitor.add_argument(
+        "--drift-days",
+        type=int,
+        default=30,
+        metavar="N",
+        help="drift of the predictions of the last N days logged (by as_of; default 30)",
+    )
+    monitor.set_defaults(run=_monitor)
 
     report = commands.add_parser("report", help="the manager's page of a team as one HTML file")
     report.add_argument("--data", type=Path, required=True, help="export folder")

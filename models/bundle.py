@@ -33,6 +33,7 @@ from features.snapshots import FeaturePlan
 from models.attainment import NewBusinessModel
 from models.baseline_model import BaselineWinModel
 from models.baselines import Baseline
+from models.drift import DriftReference
 from models.risk import RiskFlags
 from models.win import WinModel
 
@@ -58,6 +59,9 @@ class DealcastBundle:
     golden: dict[str, Any] = field(default_factory=dict)  # {"deal", "as_of", "expected"}
     # The risk flags with their lifts measured at training; only those that earned it fire.
     risk: RiskFlags = field(default_factory=RiskFlags)
+    # The training window's feature distributions, for `dealcast monitor`'s drift (None in
+    # a bundle made before it was stored: monitor then says drift is unavailable).
+    drift: DriftReference | None = None
 
     def save(self, path: Path) -> Path:
         with path.open("wb") as handle:

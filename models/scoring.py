@@ -53,6 +53,15 @@ GRADES: tuple[tuple[float, str], ...] = (
     (0.0, "E"),
 )
 BASELINE_NAMES = ("stage_weight_crm", "stage_weight_empirical", "commit")
+# A score's two probabilities with their intervals, by the column names every output uses.
+PROBABILITY_COLUMNS = (
+    "win_probability",
+    "win_probability_low",
+    "win_probability_high",
+    "win_in_period_probability",
+    "win_in_period_probability_low",
+    "win_in_period_probability_high",
+)
 
 
 def grade(probability: float) -> str:
@@ -103,14 +112,13 @@ class DealScore:
     def probabilities(self) -> dict[str, float]:
         """Both probabilities with their intervals, by the column names of the batch output
         (score_export), the pyfunc's and the prediction log's."""
-        return {
-            "win_probability": self.win_probability,
-            "win_probability_low": self.win_probability_interval[0],
-            "win_probability_high": self.win_probability_interval[1],
-            "win_in_period_probability": self.win_in_period_probability,
-            "win_in_period_probability_low": self.win_in_period_interval[0],
-            "win_in_period_probability_high": self.win_in_period_interval[1],
-        }
+        values = (
+            self.win_probability,
+            *self.win_probability_interval,
+            self.win_in_period_probability,
+            *self.win_in_period_interval,
+        )
+        return dict(zip(PROBABILITY_COLUMNS, values, strict=True))
 
 
 @dataclass
@@ -441,11 +449,29 @@ def _change(explanation: DealExplanation, days: int) -> float:
     return math.nan
 
 
+@dataclass(frozen=True)
+class ExportScores:
+    """A batch's scores (`frame`, score_export's columns) with what the prediction log keeps
+    beside them: the features each deal was scored from, by name, and the in-period
+    baselines, each aligned with the frame's rows."""
+
+    frame: pd.DataFrame
+    features: Mapping[str, np.ndarray]
+    baselines_in_period: Mapping[str, np.ndarray]
+
+
 def score_export(
     export: CrmExport, scorer: Scorer, *, as_of: pd.Timestamp | None = None
 ) -> pd.DataFrame:
     """Scores of every deal open at `as_of` (default: the export's last change), with the
     baselines beside them: the batch form of `Scorer.score`, without explanations."""
+    return score_open_deals(export, scorer, as_of=as_of).frame
+
+
+def score_open_deals(
+    export: CrmExport, scorer: Scorer, *, as_of: pd.Timestamp | None = None
+) -> ExportScores:
+    """`score_export`'s scores with their features and in-period baselines."""
     bundle = scorer.bundle
     plan = bundle.plan
     unknown = set(export.history["stage"].unique()) - set(plan.stages.all_stages)
@@ -485,4 +511,8 @@ def score_export(
         out[name] = bundle.baselines["won"][name].predict_proba(columns)
     out["grade"] = grades(prediction.won)
     out["mode"] = prediction.mode
-    return out
+    in_period = {
+        name: bundle.baselines["won_in_period"][name].predict_proba(columns)
+        for name in BASELINE_NAMES
+    }
+    return ExportScores(frame=out, features=columns, baselines_in_period=in_period)

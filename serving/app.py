@@ -18,12 +18,12 @@ import anyio
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 
+from models.prediction_log import PredictionLog
 from serving.access_log import redact_access_log
 from serving.auth import ApiKey, PageRefused
 from serving.errors import register_error_handlers
 from serving.limits import Backpressure, BodySizeLimit, KeyBeforeBody
 from serving.model_store import ModelStore
-from serving.prediction_log import PredictionLog
 from serving.routes import attainment, forecast, health, model, page, page_links, score
 from serving.settings import Settings, load_settings
 

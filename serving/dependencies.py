@@ -11,8 +11,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from models.prediction_log import PredictionLog
 from serving.model_store import LoadedModel, ModelStore
-from serving.prediction_log import PredictionLog
 from serving.settings import Settings
 
 

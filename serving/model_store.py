@@ -36,6 +36,7 @@ from mlflow.tracking import MlflowClient
 
 from features.errors import DealcastError
 from models.bundle import DealcastModel, load_model
+from models.prediction_log import ModelStamp
 from models.scoring import Scorer
 from serving.errors import ModelUnavailable
 
@@ -79,6 +80,11 @@ class LoadedModel:
     @property
     def scorer(self) -> Scorer:
         return self.model.scorer
+
+    @property
+    def stamp(self) -> ModelStamp:
+        """The served model, as a prediction log row names it."""
+        return ModelStamp(name=self.name, version=self.version, uri=self.uri)
 
     @property
     def stages(self) -> tuple[str, ...]:

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     load_retry_max_seconds: float = Field(default=300.0, gt=0)
     # The folder of a CRM export, for the manager's page.
     data_dir: Path | None = None
-    # Where every answered deal is appended (serving.prediction_log); unset: nothing is logged.
+    # Where every answered deal is appended (models.prediction_log); unset: nothing is logged.
     prediction_log: Path | None = None
     mlflow_tracking_uri: str = Field(
         default_factory=default_tracking_uri,

@@ -34,13 +34,21 @@ def ece(
     return total / float(w.sum())
 
 
-def reliability(p: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS) -> list[dict[str, float]]:
-    """Mean predicted and observed rate per equal-count bin (the reliability plot's points)."""
+def reliability(
+    p: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS, weight: np.ndarray | None = None
+) -> list[dict[str, float]]:
+    """Mean predicted and observed rate per equal-count bin (the reliability plot's points;
+    weighted means with `weight`, the bins of `ece`)."""
+    w = np.ones_like(p, dtype=np.float64) if weight is None else np.asarray(weight, np.float64)
     order = np.argsort(p, kind="stable")
     return [
-        {"predicted": float(p[c].mean()), "observed": float(y[c].mean()), "n": int(c.size)}
+        {
+            "predicted": float(np.average(p[c], weights=w[c])),
+            "observed": float(np.average(y[c], weights=w[c])),
+            "n": int(c.size),
+        }
         for c in np.array_split(order, min(bins, max(p.size, 1)))
-        if c.size
+        if c.size and w[c].sum() > 0
     ]
 
 

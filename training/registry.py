@@ -68,19 +68,20 @@ def use_store() -> str:
     return uri
 
 
-def configure() -> MlflowClient:
-    """Point MLflow at the tracking store and make sure the experiment exists.
+def configure(experiment: str = EXPERIMENT) -> MlflowClient:
+    """Point MLflow at the tracking store and make sure the experiment exists (training's,
+    or another: `dealcast monitor` logs to its own).
 
     With the embedded store, artifacts go to `./mlartifacts` (MLflow's own default for a
     SQLite store without a server would be `./mlruns`, mixed with nothing else here either).
     """
     uri = use_store()
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+    if mlflow.get_experiment_by_name(experiment) is None:
         location = None
         if uri.startswith("sqlite:"):
             location = (Path.cwd() / "mlartifacts").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    mlflow.set_experiment(EXPERIMENT)
+        mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
     return MlflowClient(uri, uri)
 
 
@@ -182,3 +183,17 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
+
+
+def resolve_model(uri: str) -> tuple[str, str | None, str]:
+    """(name, version, concrete URI) of a model URI: an alias (`models:/NAME@ALIAS`) is
+    resolved to the version it points at now, as the service resolves it before loading;
+    a run or a path has no version."""
+    if uri.startswith("models:/"):
+        name, _, rest = uri.removeprefix("models:/").partition("@")
+        if rest:
+            version = MlflowClient(use_store()).get_model_version_by_alias(name, rest).version
+            return name, str(version), f"models:/{name}/{version}"
+        name, _, version = name.partition("/")
+        return name, version or None, uri
+    return MODEL_NAME, None, uri

@@ -47,6 +47,7 @@ from models.attainment import NewBusinessModel
 from models.baseline_model import FORECASTER, BaselineWinModel
 from models.baselines import baselines_for
 from models.bundle import DealcastBundle, DealcastModel, log_bundle
+from models.drift import DriftReference
 from models.risk import fit_risk_flags
 from models.win import WinModel
 from training.backtest import BacktestConfig, BacktestResult, run_backtest
@@ -230,9 +231,27 @@ def build_bundle(
             "currencies": recorded_currencies(data.export),
         },
         risk=risk,
+        drift=drift_reference(data, training.frame),
     )
     bundle.golden = golden_deal(bundle, data, cutoff)
     return bundle
+
+
+def drift_reference(data: PreparedData, snapshots: pd.DataFrame) -> DriftReference:
+    """The training snapshots' distribution of every feature of the plan, but those of the
+    calendar alone (`days_left_in_quarter`): they say when the deals were scored, not how
+    the deals look, and a month of scores would always "drift" from years of snapshots."""
+    categorical = set(data.plan.categorical_features)
+    names = [
+        spec.name
+        for spec in data.plan.catalog
+        if spec.source != "calendar" and spec.name in snapshots.columns
+    ]
+    return DriftReference.fit(
+        snapshots,
+        numeric=[name for name in names if name not in categorical],
+        categorical=[name for name in names if name in categorical],
+    )
 
 
 def baseline_bundle(

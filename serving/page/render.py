@@ -36,6 +36,7 @@ from models.forecast_review import ForecastReview
 from models.team_quarter import COVERAGE_TARGET, DealChange, Gap
 from serving.page.view import (
     FORECAST_JSON_ID,
+    FORECAST_LABELS,
     AtRiskDeal,
     FanPoint,
     ManagerView,
@@ -956,6 +957,48 @@ Reps are listed when flagged.</p>
 </section>"""
 
 
+def _last_quarter_section(view: ManagerView) -> str:
+    outcome = view.last_quarter
+    if outcome is None:
+        return ""
+    whose = f"the team's {outcome.n_deals}" if outcome.team else f"all teams' {outcome.n_deals}"
+    status = "" if outcome.complete else " (the quarter is not over: outcomes still coming)"
+    opening = ""
+    if outcome.first_week is not None:
+        pending = outcome.first_week_deals - outcome.first_week_won
+        opening = (
+            f"<p>In week {outcome.first_week}, the model expected "
+            f"<b>{outcome.first_week_expected:.1f}</b> of the {outcome.first_week_deals} open "
+            f"deals to be won within the quarter; <b>{outcome.first_week_won}</b> were"
+            f"{'' if outcome.complete else f' so far ({pending} not won yet)'}.</p>"
+        )
+    briers = sorted(
+        ((name, value) for name, value in outcome.brier.items() if value is not None),
+        key=lambda item: item[1],
+    )
+    rows = "".join(
+        f'<tr><th scope="row">{_e(FORECAST_LABELS.get(name, name))}</th>'
+        f'<td class="r">{value:.3f}</td></tr>'
+        for name, value in briers
+    )
+    table = (
+        f"""<table><thead><tr><th scope="col">Forecast</th>
+<th scope="col" class="r">Brier score (lower is better)</th></tr></thead>
+<tbody>{rows}</tbody></table>"""
+        if rows
+        else "<p>No outcome is known yet.</p>"
+    )
+    return f"""<section id="last-quarter" data-testid="last-quarter"
+aria-labelledby="last-quarter-h">
+<h2 id="last-quarter-h">Last quarter: forecast vs what happened</h2>
+<p class="small muted">{_e(outcome.period)}{_e(status)}: {outcome.n_predictions} forecasts of
+{_e(whose)} deals, {outcome.n_known} with a known outcome and {outcome.n_pending} pending
+(not counted as lost). Judged by <code>dealcast monitor</code> on
+{_e(outcome.generated_at[:10])}, models {_e(", ".join(outcome.versions))}.</p>
+{opening}{table}
+</section>"""
+
+
 def _footer(view: QuarterPage) -> str:
     mode = view.model.mode
     notes = [
@@ -1012,6 +1055,7 @@ def render_manager_page(view: ManagerView, *, rep_pages: bool = False) -> str:
             _reps_section(view, rep_pages=rep_pages),
             _at_risk_section(view),
             _review_section(view),
+            _last_quarter_section(view),
             _changes_section(view),
             _footer(view),
         )

@@ -53,6 +53,7 @@ from models.baselines import MANUAL_WEIGHT
 from models.explain import Driver
 from models.forecast_review import ForecastReview, model_label, records_of
 from models.forecast_store import ForecastStore, keep_and_review
+from models.monitor_summary import QuarterOutcome
 from models.scoring import BASELINE_NAMES, DealScore, PipelineForecast, Scorer
 from models.team_quarter import (
     DealFlow,
@@ -219,6 +220,8 @@ class ManagerView:
     forecast_json: str = ""
     # The team's forecast against the previous one kept and its quota (models.forecast_review).
     review: ForecastReview | None = None
+    # Last quarter's forecasts against what happened, from the latest `dealcast monitor`.
+    last_quarter: QuarterOutcome | None = None
 
     @property
     def days_left(self) -> float:
@@ -351,12 +354,14 @@ def build_manager_view(
     model_uri: str | None = None,
     seed: int = 0,
     store: ForecastStore | None = None,
+    last_quarter: QuarterOutcome | None = None,
 ) -> ManagerView:
     """The manager's page for `team` in the fiscal quarter containing `as_of` (default: the
     export's last change). `model_uri` is shown on the page (where the scores came from) and
     names the model in the kept forecasts. `store`: where the team's and reps' forecasts are
     kept and their previous ones read (models.forecast_store); without it each is reviewed
-    against its quota only.
+    against its quota only. `last_quarter`: the latest monitor report's judgement of the
+    team's past quarter (models.monitor_summary.last_quarter), shown as it is.
     """
     quarter, reviews = _reviewed_quarter(
         export, scorer, team=team, as_of=as_of, model_uri=model_uri, seed=seed, store=store
@@ -401,6 +406,7 @@ def build_manager_view(
         team_commit_hit_rate=_team_commit_hit_rate(commit, quarter),
         forecast_json=team_forecast_response(quarter, reviews).model_dump_json(),
         review=reviews[None],
+        last_quarter=last_quarter,
     )
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 
 from features.loading import CrmExport, load_export
 from models.forecast_store import ForecastStore
+from models.monitor_summary import last_quarter
 from serving.auth import TeamPage
 from serving.dependencies import CurrentModel, SettingsDep
 from serving.errors import RequestInvalid, ServiceError, documented
@@ -108,6 +109,7 @@ def team_page(
             as_of=as_of,
             model_uri=loaded.uri,
             store=ForecastStore.beside(settings.data_dir) if settings.data_dir else None,
+            last_quarter=last_quarter(settings.data_dir, team),
         )
     except PageInputError as error:
         raise RequestInvalid({error.field: error.problem}) from error

@@ -11,7 +11,6 @@ from serving.checks import check_batch, check_deals, model_currency
 from serving.compute import run_scoring
 from serving.dependencies import CurrentModel, PredictionLogDep, SettingsDep
 from serving.errors import documented
-from serving.prediction_log import stamp
 from serving.present import score_response
 from serving.schemas import EXAMPLE_AS_OF, EXAMPLE_DEAL, ScoreRequest, ScoreResponse
 
@@ -74,7 +73,7 @@ async def score(
             payloads, as_of=as_of, explain=request.explain, top_k=request.top_k
         )
         if log is not None:
-            log.append(scores, stamp(loaded))
+            log.append(scores, loaded.stamp)
         return score_response(scores, loaded)
 
     return await run_scoring(len(request.deals), work)

@@ -11,7 +11,7 @@ import httpx
 import pyarrow.dataset as ds
 import pytest
 
-from serving.prediction_log import FEATURE_PREFIX, feature_hash
+from models.prediction_log import FEATURE_PREFIX, feature_hash
 from tests.integration.conftest import API_KEY, Registry
 from tests.integration.test_service_uvicorn import start_serve
 

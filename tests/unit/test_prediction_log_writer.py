@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from models.prediction_log import (
+    ModelStamp,
+    PredictionLog,
+    PredictionLogInvalid,
+    feature_hash,
+    read_prediction_log,
+)
 from models.scoring import DealScore, FeatureRow
-from serving.prediction_log import ModelStamp, PredictionLog, feature_hash
 
 
 def _score(i: int, *, manual: bool) -> DealScore:
@@ -63,3 +71,25 @@ def test_a_failed_write_is_counted_and_the_log_goes_on(tmp_path: Path) -> None:
     log.close()
     stats = log.stats()
     assert stats["write_errors"] == 1 and stats["rows_failed"] == 2 and stats["rows_written"] == 0
+
+
+def test_two_logs_of_one_process_keep_each_others_files(tmp_path: Path) -> None:
+    stamp = ModelStamp("dealcast", "3", "models:/dealcast/3")
+    for i in range(2):  # two `dealcast score --log` runs in one process
+        log = PredictionLog(tmp_path, flush_seconds=0.05)
+        log.append([_score(i, manual=False)], stamp)
+        log.close()
+    rows = read_prediction_log(tmp_path)
+    assert rows["opportunity_id"].tolist() == ["D0", "D1"]
+    assert str(rows["as_of"].dt.tz) == "UTC"
+
+
+def test_a_folder_that_is_no_log_is_named(tmp_path: Path) -> None:
+    with pytest.raises(PredictionLogInvalid, match="no such folder"):
+        read_prediction_log(tmp_path / "nope")
+    with pytest.raises(PredictionLogInvalid, match=r"no DAY/\*\.parquet file"):
+        read_prediction_log(tmp_path)
+    (tmp_path / "2026-11-16").mkdir()
+    pq.write_table(pa.table({"opportunity_id": ["D0"]}), tmp_path / "2026-11-16" / "x.parquet")
+    with pytest.raises(PredictionLogInvalid, match=r"x\.parquet: missing column.*logged_at"):
+        read_prediction_log(tmp_path)
