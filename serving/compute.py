@@ -9,7 +9,8 @@ worker thread, so that the loop keeps accepting connections and answering /healt
 
 Except under a crowd: when more than one request is in the service at once (requests read
 in the same turn of the loop, or arriving while others are scored), the few-deal ones go to
-worker threads too. Scored on the loop one after another, they would keep the loop from
+one worker thread, one at a time in arrival order (threads sharing the GIL would all finish
+late). Scored on the loop one after another, they would keep the loop from
 reading what arrives meanwhile, which would wait unread in the socket, where no limit sees
 it (at twice the sustainable rate, 14 s); in threads, the loop keeps reading, so
 `serving.limits.Backpressure` counts every request and refuses the excess at once.
@@ -38,6 +39,16 @@ INLINE_DEALS = 8
 IN_SERVICE: ContextVar[Callable[[], int] | None] = ContextVar("in_service", default=None)
 
 
+_CROWD: list[anyio.CapacityLimiter] = []
+
+
+def _crowd_limiter() -> anyio.CapacityLimiter:
+    """The one worker thread that scores a crowd's few-deal requests (made in the loop)."""
+    if not _CROWD:
+        _CROWD.append(anyio.CapacityLimiter(1))
+    return _CROWD[0]
+
+
 def crowded() -> bool:
     """Whether other requests are in the service beside this one."""
     count = IN_SERVICE.get()
@@ -51,9 +62,12 @@ async def run_scoring(deals: int, work: Callable[[], BaseModel]) -> Response:
     def answer() -> Response:
         return json_response(work())
 
-    if deals <= INLINE_DEALS and not crowded():
+    if deals > INLINE_DEALS:
+        return await anyio.to_thread.run_sync(answer)
+    if not crowded():
         return answer()
-    return await anyio.to_thread.run_sync(answer)
+    # One at a time, in arrival order: threads sharing the GIL would all finish late.
+    return await anyio.to_thread.run_sync(answer, limiter=_crowd_limiter())
 
 
 def json_response(body: BaseModel) -> Response:
