@@ -68,16 +68,22 @@ class Context:
 
 
 INF_NS = np.iinfo(np.int64).max
+_FEW_IDS = 64
 
 
 def hash_ids(values: np.ndarray, salt: str) -> np.ndarray:
     """Each id's salted sha256 (hex), as an object array; each distinct id hashed once."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-    digests = np.array(
-        [hashlib.sha256(f"{salt}\x00{v}".encode()).hexdigest() for v in uniques.tolist()],
-        dtype=object,
-    )
+    values = np.asarray(values, dtype=object)
+    if values.size <= _FEW_IDS:  # a request's few deals: factorizing costs more than hashing
+        return np.array([_hash(v, salt) for v in values.tolist()], dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    digests = np.array([_hash(v, salt) for v in uniques.tolist()], dtype=object)
     return digests[codes] if codes.size else np.array([], dtype=object)
+
+
+def _hash(value: object, salt: str) -> str:
+    text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    return hashlib.sha256(f"{salt}\x00{text}".encode()).hexdigest()
 
 
 class OutcomeReference:
