@@ -15,8 +15,9 @@ the old model keeps serving; the failure is remembered and the load tried again 
 can fail for a passing reason (an unreachable artifact store, a file missing while a store is
 restored). A bundle whose files do not match the digest recorded at registration is refused
 before any of it is read (models.bundle.BundleRefused, naming the file) and reported like any
-failed load. When the alias moves on, its new version is tried at once. Other URIs (a version, a run, a path) are not watched; if the first load fails, the
-watcher retries it, with the same backoff, until it succeeds. `/ready` reports the last
+failed load. When the alias moves on, its new version is tried at once. Other URIs (a
+version, a run, a path) are not watched; if the first load fails, the watcher retries it,
+with the same backoff, until it succeeds. `/ready` reports the last
 failure and when the next attempt is due (`load_failure`).
 """
 
