@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,13 @@ class StaticAttribute:
     def feature(self) -> str:
         prefix = {"opportunities": "", "accounts": "account_", "owners": "owner_"}[self.table]
         return prefix + self.column
+
+    def to_data(self) -> dict[str, Any]:
+        return {"table": self.table, "column": self.column, "numeric": self.numeric}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> StaticAttribute:
+        return cls(table=data["table"], column=data["column"], numeric=bool(data["numeric"]))
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ one, and the training summary and the API's `days` say so).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,6 +75,23 @@ class HorizonSpec:
     @property
     def names(self) -> tuple[str, ...]:
         return (*(horizon_name(d) for d in self.days), "this_quarter", "next_quarter", "ever")
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "days": list(self.days),
+            "ever_max_days": self.ever_max_days,
+            "min_followup_share": self.min_followup_share,
+            "fiscal_year_start_month": self.fiscal_year_start_month,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> HorizonSpec:
+        return cls(
+            days=tuple(int(d) for d in data["days"]),
+            ever_max_days=int(data["ever_max_days"]),
+            min_followup_share=float(data["min_followup_share"]),
+            fiscal_year_start_month=int(data["fiscal_year_start_month"]),
+        )
 
     def ends(self, as_of_ns: np.ndarray, *, ever_days: int) -> dict[str, np.ndarray]:
         """Each horizon's end per snapshot (exclusive), fixed ones cut at the "ever" one."""

@@ -85,20 +85,22 @@ class CommitRecord:
         cls,
         *,
         committed: np.ndarray,
-        won: np.ndarray,
+        hit: np.ndarray,
         owner_codes: np.ndarray,
         n_owners: int,
-        team_codes: TeamCodes,
+        team_codes: np.ndarray,
+        teams: Vocabulary,
     ) -> CommitRecord:
-        """`committed`: per deal, closed and a Commit deal at the time; `won`: closed won."""
-        hit = committed & won
-        n_teams = len(team_codes.teams)
+        """Summed per owner (`owner_codes`, of the context's owners) and team (`team_codes`
+        into `teams`): `committed` counts closed Commit deals, `hit` the won among them
+        (per deal, or the reference's +1/-1 changes, features.reference)."""
+        n_teams = len(teams)
         return cls(
             owner_closed=np.bincount(owner_codes, weights=committed, minlength=n_owners),
             owner_won=np.bincount(owner_codes, weights=hit, minlength=n_owners),
-            teams=team_codes.teams,
-            team_closed=np.bincount(team_codes.deal_team, weights=committed, minlength=n_teams),
-            team_won=np.bincount(team_codes.deal_team, weights=hit, minlength=n_teams),
+            teams=teams,
+            team_closed=np.bincount(team_codes, weights=committed, minlength=n_teams),
+            team_won=np.bincount(team_codes, weights=hit, minlength=n_teams),
             closed=int(committed.sum()),
             won=int(hit.sum()),
         )

@@ -14,6 +14,7 @@ scoring request both call it, with different (deal, as-of) queries.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,22 @@ class FeaturePlan:
             export, config.static_attributes, DEFAULT_STATIC_ATTRIBUTES
         )
         return cls(config=config, stages=export.stages, attributes=attributes)
+
+    def to_data(self) -> dict[str, Any]:
+        """As a model bundle stores it (features.artifacts)."""
+        return {
+            "config": self.config.to_dict(),
+            "stages": self.stages.to_data(),
+            "attributes": [attribute.to_data() for attribute in self.attributes],
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> FeaturePlan:
+        return cls(
+            config=FeatureConfig.from_dict(data["config"]),
+            stages=StageConfig.from_data(data["stages"]),
+            attributes=tuple(StaticAttribute.from_data(a) for a in data["attributes"]),
+        )
 
     @functools.cached_property
     def catalog(self) -> tuple[FeatureSpec, ...]:
@@ -318,8 +335,8 @@ def _context_features(
         )
     }
     owners = tables.owner_id[deals]
-    teams = teams_of(owners, team_of_owner(tables), team_of_owner(reference.tables))
-    accounts = tables.account_id[deals]
+    teams = teams_of(owners, team_of_owner(tables), reference.owner_team)
+    accounts = reference.account_keys(tables.account_id[deals])  # hashed as the reference's
     prior = plan.config.owner_prior_strength
     distinct, inverse = np.unique(as_of, return_inverse=True)
     for i, time_ns in enumerate(distinct):

@@ -71,6 +71,26 @@ class StageConfig:
     def probability(self, stage: str) -> float:
         return float(self.probabilities.get(stage, math.nan))
 
+    def to_data(self) -> dict[str, Any]:
+        """As a model bundle stores it (features.artifacts); NaN probabilities kept."""
+        return {
+            "open_stages": list(self.open_stages),
+            "won_stages": list(self.won_stages),
+            "lost_stages": list(self.lost_stages),
+            "probabilities": {str(k): float(v) for k, v in self.probabilities.items()},
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> StageConfig:
+        return cls(
+            open_stages=tuple(data["open_stages"]),
+            won_stages=tuple(data["won_stages"]),
+            lost_stages=tuple(data["lost_stages"]),
+            probabilities=dict(data["probabilities"]),
+            source=data["source"],
+        )
+
     def to_yaml_dict(self) -> dict[str, list[dict[str, Any]]]:
         def entries(stages: tuple[str, ...]) -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []

@@ -66,6 +66,7 @@ from scipy import fft as sp_fft
 from scipy.interpolate import CubicHermiteSpline
 from scipy.special import expit, logit, ndtri
 
+from features.artifacts import ArtifactReader, ArtifactWriter, arrays_from_data, arrays_to_data
 from features.deals import DAY_NS
 from features.fiscal import quarter_bounds
 
@@ -141,6 +142,36 @@ class NewBusinessModel:
     fiscal_year_start_month: int = 1
     prior_quarters: float = 2.0
     min_amounts: int = 20
+
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        return {
+            "days_grid": out.array(f"{key}.days_grid", self.days_grid),
+            "global_rate": out.array(f"{key}.global_rate", self.global_rate),
+            "rates": arrays_to_data(self.rates, out, f"{key}.rates"),
+            "quarters": {str(team): int(n) for team, n in self.quarters.items()},
+            "created_days_left": arrays_to_data(self.created_days_left, out, f"{key}.created"),
+            "deal_amounts": arrays_to_data(self.deal_amounts, out, f"{key}.amounts"),
+            "as_of_ns": int(self.as_of.value),
+            "as_of_tz": str(self.as_of.tz),
+            "fiscal_year_start_month": self.fiscal_year_start_month,
+            "prior_quarters": self.prior_quarters,
+            "min_amounts": self.min_amounts,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> NewBusinessModel:
+        return cls(
+            days_grid=source.array(data["days_grid"]),
+            global_rate=source.array(data["global_rate"]),
+            rates=arrays_from_data(data["rates"], source),
+            quarters={str(team): int(n) for team, n in data["quarters"].items()},
+            created_days_left=arrays_from_data(data["created_days_left"], source),
+            deal_amounts=arrays_from_data(data["deal_amounts"], source),
+            as_of=pd.Timestamp(int(data["as_of_ns"]), tz=data["as_of_tz"]),
+            fiscal_year_start_month=int(data["fiscal_year_start_month"]),
+            prior_quarters=float(data["prior_quarters"]),
+            min_amounts=int(data["min_amounts"]),
+        )
 
     @classmethod
     def fit(

@@ -24,6 +24,7 @@ rides in the same bundle, pyfunc and `Scorer` as a model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,8 @@ import pandas as pd
 from scipy.special import logit
 from scipy.stats import beta
 
-from features.labels import TrainingSet
+from features.artifacts import ArtifactReader, ArtifactWriter
+from features.labels import HorizonSpec, TrainingSet
 from features.snapshots import FeaturePlan
 from features.timestamps import to_ns
 from models.baselines import _PRIOR, StageWeightEmpirical
@@ -90,6 +92,16 @@ class _StageRate:
         )
         deals = seen.groupby("stage")["deal"].nunique()
         return cls(rates, {str(k): int(v) for k, v in deals.items()})
+
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        return {"rates": self.rates.to_data(out, f"{key}.rates"), "deals": dict(self.deals)}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> _StageRate:
+        return cls(
+            StageWeightEmpirical.from_data(data["rates"], source),
+            {str(k): int(v) for k, v in data["deals"].items()},
+        )
 
     def predict(self, columns: Columns) -> np.ndarray:
         return np.asarray(self.rates.predict_proba(columns), dtype=np.float64)
@@ -156,6 +168,35 @@ class BaselineWinModel:
             },
         }
         return self
+
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        """The fitted forecaster as data; its plan is the bundle's (stored once, there)."""
+        return {
+            "config": self.config.to_data(),
+            "encoder": self.encoder_.to_dict(),
+            "mode": self.mode_,
+            "ever_days": self.ever_days_,
+            "horizons": self.horizons_.to_data(),
+            "targets": {
+                name: rate.to_data(out, f"{key}.{name}") for name, rate in self.targets_.items()
+            },
+            "training_summary": self.training_summary_,
+        }
+
+    @classmethod
+    def from_data(
+        cls, data: Mapping[str, Any], source: ArtifactReader, *, plan: FeaturePlan
+    ) -> BaselineWinModel:
+        model = cls(plan, WinModelConfig.from_data(data["config"]))
+        model.encoder_ = FeatureEncoder.from_dict(data["encoder"])
+        model.mode_ = data["mode"]
+        model.ever_days_ = int(data["ever_days"])
+        model.horizons_ = HorizonSpec.from_data(data["horizons"])
+        model.targets_ = {
+            name: _StageRate.from_data(rate, source) for name, rate in data["targets"].items()
+        }
+        model.training_summary_ = dict(data["training_summary"])
+        return model
 
     def predict(
         self,

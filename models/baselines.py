@@ -20,12 +20,14 @@ on the in-period labels themselves. Closed-won revenue to date is added by the c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
 
+from features.artifacts import ArtifactReader, ArtifactWriter
 from features.deals import Vocabulary
 from features.labels import TrainingSet
 from models.encoding import Columns
@@ -106,6 +108,19 @@ class StageWeightCRM:
         self.fallback_ = _GroupRate("stage").fit(frame, outcome, weight)
         return self
 
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "name": self.name,
+            "fallback": self.fallback_.to_data(out, f"{key}.fallback"),
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> Self:
+        baseline = cls(target=data["target"], name=data["name"])
+        baseline.fallback_ = _GroupRate.from_data(data["fallback"], source)
+        return baseline
+
     def _configured(self, frame: Columns) -> np.ndarray:
         configured = np.asarray(frame["stage_probability"], dtype=np.float64) / 100.0
         missing = np.isnan(configured)
@@ -165,6 +180,23 @@ class _GroupRate:
         self.rates_ = (sums + _PRIOR * self.overall_) / (counts + _PRIOR)
         return self
 
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "overall": self.overall_,
+            "groups": list(self.groups_.index),
+            "rates": out.array(f"{key}.rates", self.rates_),
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> _GroupRate:
+        return cls(
+            column=data["column"],
+            overall_=float(data["overall"]),
+            groups_=Vocabulary(pd.Index(list(data["groups"]), dtype=object)),
+            rates_=source.array(data["rates"]),
+        )
+
     def predict(self, frame: Columns) -> np.ndarray:
         values = np.asarray(frame[self.column])
         if values.size <= _FEW_ROWS:
@@ -196,6 +228,19 @@ class StageWeightEmpirical:
         self.rates_ = _GroupRate("stage").fit(frame, outcome, weight)
         return self
 
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "name": self.name,
+            "rates": self.rates_.to_data(out, f"{key}.rates"),
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> StageWeightEmpirical:
+        baseline = cls(target=data["target"], name=data["name"])
+        baseline.rates_ = _GroupRate.from_data(data["rates"], source)
+        return baseline
+
     def predict_proba(self, frame: Columns) -> np.ndarray:
         return self.rates_.predict(frame)
 
@@ -218,6 +263,24 @@ class CommitBaseline:
     ) -> CommitBaseline:
         self.rates_ = _GroupRate("forecast_category").fit(frame, outcome, weight)
         return self
+
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "name": self.name,
+            "include_best_case": self.include_best_case,
+            "rates": self.rates_.to_data(out, f"{key}.rates"),
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> CommitBaseline:
+        baseline = cls(
+            target=data["target"],
+            name=data["name"],
+            include_best_case=bool(data["include_best_case"]),
+        )
+        baseline.rates_ = _GroupRate.from_data(data["rates"], source)
+        return baseline
 
     def predict_proba(self, frame: Columns) -> np.ndarray:
         return self.rates_.predict(frame)
@@ -258,6 +321,33 @@ class ManualWeight(StageWeightCRM):
 
 
 Baseline = StageWeightCRM | StageWeightEmpirical | CommitBaseline | ManualWeight
+_KINDS: dict[str, type[Baseline]] = {
+    "stage_weight_crm": StageWeightCRM,
+    "stage_weight_empirical": StageWeightEmpirical,
+    "commit": CommitBaseline,
+    MANUAL_WEIGHT: ManualWeight,
+}
+
+
+def baseline_to_data(baseline: Baseline, out: ArtifactWriter, key: str) -> dict[str, Any]:
+    """A fitted baseline as data, with its kind (each class's own `to_data`)."""
+    kind = next(k for k, cls in _KINDS.items() if type(baseline) is cls)
+    share = baseline.period_share_
+    return {
+        "kind": kind,
+        **baseline.to_data(out, key),
+        "period_share": None if share is None else share.rates_.to_data(out, f"{key}.share"),
+    }
+
+
+def baseline_from_data(data: Mapping[str, Any], source: ArtifactReader) -> Baseline:
+    kind = data.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"baseline kind {kind!r}: expected one of {sorted(_KINDS)}")
+    baseline = _KINDS[kind].from_data(data, source)
+    if data.get("period_share") is not None:
+        baseline.period_share_ = PeriodShare(_GroupRate.from_data(data["period_share"], source))
+    return baseline
 
 
 def baselines_for(

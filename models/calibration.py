@@ -10,8 +10,9 @@ weights, like the fit itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -52,6 +53,24 @@ class Calibrator:
         self.coef_ = float(model.coef_[0, 0])
         self.intercept_ = float(model.intercept_[0])
         return self
+
+    def to_data(self) -> dict[str, Any]:
+        """As a model bundle stores it (features.artifacts)."""
+        if self.method == "sigmoid":
+            return {"method": self.method, "coef": self.coef_, "intercept": self.intercept_}
+        return {"method": self.method}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Calibrator:
+        calibrator = cls(method=data["method"])
+        if calibrator.method == "sigmoid":
+            calibrator.coef_ = float(data["coef"])
+            calibrator.intercept_ = float(data["intercept"])
+        elif calibrator.method != "identity":
+            raise ValueError(
+                f"calibrator method {calibrator.method!r}: expected sigmoid or identity"
+            )
+        return calibrator
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,3 +71,12 @@ class FeatureEncoder:
             "categorical": self.categorical,
             "vocabularies": self.vocabularies,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureEncoder:
+        """What `to_dict` gave (a model bundle stores the encoder so)."""
+        return cls(
+            names=list(data["names"]),
+            categorical=list(data["categorical"]),
+            vocabularies={str(k): list(v) for k, v in data["vocabularies"].items()},
+        )

@@ -39,10 +39,11 @@ The flags read features and probabilities only, vectorised over a batch of deals
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -362,6 +363,28 @@ class RiskFlags:
             change_7d=change_7d,
             thresholds=self.thresholds,
             raised=self.raised_,
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        """As a model bundle stores it: every figure as measured (NaN and inf kept)."""
+        return {
+            "thresholds": dataclasses.asdict(self.thresholds),
+            "min_lift": self.min_lift,
+            "max_share": self.max_share,
+            "lift": {code: dataclasses.asdict(lift) for code, lift in self.lift_.items()},
+            "raised": list(self.raised_),
+            "share_flagged": self.share_flagged_,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> RiskFlags:
+        return cls(
+            thresholds=RiskThresholds(**data["thresholds"]),
+            min_lift=float(data["min_lift"]),
+            max_share=float(data["max_share"]),
+            lift_={code: FlagLift(**lift) for code, lift in data["lift"].items()},
+            raised_=tuple(data["raised"]),
+            share_flagged_=float(data["share_flagged"]),
         )
 
     def summary(self) -> dict[str, object]:

@@ -375,7 +375,7 @@ class Scorer:
                 ),
                 team,
             )
-            team = team_of_rep(self.bundle.reference.tables, owner_id, named)
+            team = team_of_rep(self.bundle.reference, owner_id, named)
         return self.forecast_scores(
             scores,
             quota=quota,

@@ -72,7 +72,7 @@ from features.errors import DealcastError
 from features.fiscal import quarter_bounds, quarter_labels
 from features.loading import CrmExport, export_as_of
 from features.payload import deals_as_payloads
-from features.reliability import team_of_owner
+from features.reference import OutcomeReference
 from features.state import state_at
 from features.timestamps import TimeLike
 from models.attainment import AttainmentResult, NewBusinessModel, simulate_attainment
@@ -220,44 +220,48 @@ class TeamRecords:
     reps: Mapping[str, SalesRecord]
 
 
-def team_members(tables: DealTables, team: str, owners: Sequence[str] = ()) -> set[str]:
-    """The team's reps: those the tables place in it, and `owners` (the caller's reps)."""
-    return {o for o, t in team_of_owner(tables).items() if t == team} | {str(o) for o in owners}
+Deals = OutcomeReference | DealTables  # a model's reference, or tables it is built from
 
 
-def team_of_rep(tables: DealTables, owner_id: str, named: str | None = None) -> str:
-    """A rep's team: the one its deals name, else the tables', else a team of one (the
+def _reference(deals: Deals) -> OutcomeReference:
+    return deals if isinstance(deals, OutcomeReference) else OutcomeReference(deals)
+
+
+def team_members(deals: Deals, team: str, owners: Sequence[str] = ()) -> set[str]:
+    """The team's reps: those the reference places in it, and `owners` (the caller's reps)."""
+    placed = _reference(deals).owner_team
+    return {o for o, t in placed.items() if t == team} | {str(o) for o in owners}
+
+
+def team_of_rep(deals: Deals, owner_id: str, named: str | None = None) -> str:
+    """A rep's team: the one its deals name, else the reference's, else a team of one (the
     contract's rule for an owner without a team)."""
     if named:
         return named
-    return team_of_owner(tables).get(owner_id, owner_id)
+    return _reference(deals).owner_team.get(owner_id, owner_id)
 
 
 def sales_records(
-    tables: DealTables, *, when: pd.Timestamp, team: str, owners: Sequence[str]
+    deals: Deals, *, when: pd.Timestamp, team: str, owners: Sequence[str]
 ) -> TeamRecords:
-    """The team's record and each of `owners`' (see the module), from `tables` as they
-    stood strictly before `when`."""
-    history = tables.history
-    members = team_members(tables, team, owners)
-    n = tables.n_deals
-    if n == 0 or history.deal.size == 0:
+    """The team's record and each of `owners`' (see the module), from the deals as they
+    stood strictly before `when` (the reference's closed rows, features.reference)."""
+    reference = _reference(deals)
+    data = reference.data
+    members = team_members(reference, team, owners)
+    if data.closed_time.size == 0:
         empty = _record(0, 0, 0.0)
         return TeamRecords(empty, {str(o): empty for o in owners})
     when_ns = int(when.value)
-    position = history.index.count_until(
-        np.arange(n), np.full(n, when_ns, dtype=np.int64), strict=True
-    )
-    last = np.clip(position - 1, 0, history.deal.size - 1)
+    # A closed row is a deal's last before `when` when its time < when <= the next row's.
     closed = (
-        (position > history.index.starts)
-        & ~history.is_open[last]
-        & (history.stage[last] >= 0)
-        & (history.time[last] >= when_ns - WINDOW_DAYS * DAY_NS)
+        (data.closed_time < when_ns)
+        & (when_ns <= data.closed_until)
+        & (data.closed_time >= when_ns - WINDOW_DAYS * DAY_NS)
     )
-    owner = tables.owner_id.astype(str)[closed]
-    won = history.is_won[last][closed]
-    amount = np.nan_to_num(history.amount[last][closed].astype(np.float64))
+    owner = reference.owner_names(data.closed_owner[closed]).astype(str)
+    won = data.closed_won[closed]
+    amount = np.nan_to_num(data.closed_amount[closed])
 
     def record_of(mask: np.ndarray, team_record: SalesRecord | None = None) -> SalesRecord:
         return _record(
@@ -274,14 +278,16 @@ def sales_records(
 
 
 def new_business_share(
-    tables: DealTables, *, when: pd.Timestamp, owner_id: str, members: set[str]
+    deals: Deals, *, when: pd.Timestamp, owner_id: str, members: set[str]
 ) -> float:
     """The rep's share of the deals the team created in the WINDOW_DAYS before `when`;
     with none created, an equal split among the team's reps."""
+    reference = _reference(deals)
+    data = reference.data
     when_ns = int(when.value)
-    created = tables.created
+    created = data.created_time
     window = (created < when_ns) & (created >= when_ns - WINDOW_DAYS * DAY_NS)
-    owners = tables.owner_id.astype(str)
+    owners = reference.owner_names(data.created_owner).astype(str)
     in_team = window & np.isin(owners, sorted(members))
     total = int(in_team.sum())
     if total == 0:
@@ -546,15 +552,15 @@ def bundle_forecast(
     factor, records and new-business shares from its outcome reference (whose teams are the
     reps it places in them), so that the API and the page, which share the bundle, agree.
     `owner_id` makes it that rep's quarter, else the team's."""
-    tables = bundle.reference.tables
+    reference = bundle.reference
     days_left = max((period_end - when) / pd.Timedelta(days=1), 0.0)
     if owner_id is None:
-        record = sales_records(tables, when=when, team=team, owners=[]).team
+        record = sales_records(reference, when=when, team=team, owners=[]).team
         share = 1.0
     else:
-        record = sales_records(tables, when=when, team=team, owners=[owner_id]).reps[owner_id]
-        members = team_members(tables, team, [owner_id])
-        share = new_business_share(tables, when=when, owner_id=owner_id, members=members)
+        record = sales_records(reference, when=when, team=team, owners=[owner_id]).reps[owner_id]
+        members = team_members(reference, team, [owner_id])
+        share = new_business_share(reference, when=when, owner_id=owner_id, members=members)
     return quarter_forecast(
         quota=quota,
         won_to_date=won_to_date,

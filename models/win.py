@@ -45,10 +45,11 @@ the trees are kept small (fewer leaves, smaller leaves allowed); the prediction 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,8 +59,9 @@ import pandas as pd
 from scipy.special import expit, logit
 from scipy.stats import norm
 
+from features.artifacts import ArtifactReader, ArtifactWriter
 from features.errors import DealcastDataError
-from features.labels import TargetLabels, TrainingSet, target_name
+from features.labels import HorizonSpec, TargetLabels, TrainingSet, target_name
 from features.snapshots import FeaturePlan
 from features.timestamps import to_ns
 from models.baselines import StageWeightEmpirical
@@ -141,6 +143,13 @@ class WinModelConfig:
     seed: int = 0
     threads: int = 2
 
+    def to_data(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> WinModelConfig:
+        return cls(**data)
+
     def lgb_params(self, *, small: bool, seed_offset: int = 0) -> dict[str, Any]:
         return {
             "objective": "binary",
@@ -197,6 +206,17 @@ class StageOffset:
         default = float(_logit(np.array([rates.rates_.overall_]))[0])
         return cls(encoder.names.index("stage"), by_code, default), rates
 
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "by_code": out.array(f"{key}.by_code", self.by_code),
+            "default": self.default,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> StageOffset:
+        return cls(int(data["column"]), source.array(data["by_code"]), float(data["default"]))
+
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
         codes = matrix[:, self.column]
         known = ~np.isnan(codes)
@@ -218,6 +238,33 @@ class _Target:
     # Log-odds spread the model leaves unexplained between groups of deals, measured out of
     # time on the later window (models.heterogeneity): added to the members' spread.
     residual_sd: float = 0.0
+
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        """The trees as LightGBM's model text (the served trees: those early stopping kept)."""
+        return {
+            "booster": out.text(f"{key}.booster", self.booster.model_to_string()),
+            "members": None
+            if self.members is None
+            else self.members.to_data(out, f"{key}.members"),
+            "calibrator": self.calibrator.to_data(),
+            "offset": self.offset.to_data(out, f"{key}.offset"),
+            "stage_rates": self.stage_rates.to_data(out, f"{key}.stage_rates"),
+            "rounds": self.rounds,
+            "residual_sd": self.residual_sd,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> _Target:
+        members = data["members"]
+        return cls(
+            booster=lgb.Booster(model_str=source.text(data["booster"])),
+            members=None if members is None else _Members.from_data(members, source),
+            calibrator=Calibrator.from_data(data["calibrator"]),
+            offset=StageOffset.from_data(data["offset"], source),
+            stage_rates=StageWeightEmpirical.from_data(data["stage_rates"], source),
+            rounds=int(data["rounds"]),
+            residual_sd=float(data["residual_sd"]),
+        )
 
     def margin(self, matrix: np.ndarray, *, threads: int) -> np.ndarray:
         """Stage offset plus the trees' raw output: what the calibrator maps and SHAP explains."""
@@ -347,6 +394,35 @@ class WinModel:
             {name: info["rounds"] for name, info in summary.items()},
         )
         return self
+
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        """The fitted model as data; its plan is the bundle's (stored once, there)."""
+        return {
+            "config": self.config.to_data(),
+            "encoder": self.encoder_.to_dict(),
+            "mode": self.mode_,
+            "ever_days": self.ever_days_,
+            "horizons": self.horizons_.to_data(),
+            "targets": {
+                name: target.to_data(out, f"{key}.{name}") for name, target in self.targets_.items()
+            },
+            "training_summary": self.training_summary_,
+        }
+
+    @classmethod
+    def from_data(
+        cls, data: Mapping[str, Any], source: ArtifactReader, *, plan: FeaturePlan
+    ) -> WinModel:
+        model = cls(plan, WinModelConfig.from_data(data["config"]))
+        model.encoder_ = FeatureEncoder.from_dict(data["encoder"])
+        model.mode_ = data["mode"]
+        model.ever_days_ = int(data["ever_days"])
+        model.horizons_ = HorizonSpec.from_data(data["horizons"])
+        model.targets_ = {
+            name: _Target.from_data(target, source) for name, target in data["targets"].items()
+        }
+        model.training_summary_ = dict(data["training_summary"])
+        return model
 
     @property
     def won_(self) -> _Target:
@@ -894,6 +970,32 @@ class _Members:
             np.stack([o.by_code for o in offsets]),
             np.array([o.default for o in offsets]),
             tuple(booster for _, booster in members),
+        )
+
+    def to_data(self, out: ArtifactWriter, key: str) -> dict[str, Any]:
+        """The members' own trees (model text) and stage offsets; the pack is rebuilt."""
+        return {
+            "stage_column": self.stage_column,
+            "offsets": out.array(f"{key}.offsets", self.offsets),
+            "defaults": out.array(f"{key}.defaults", self.defaults),
+            "boosters": [
+                out.text(f"{key}.{i}", booster.model_to_string())
+                for i, booster in enumerate(self.boosters)
+            ],
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], source: ArtifactReader) -> _Members:
+        boosters = tuple(lgb.Booster(model_str=source.text(name)) for name in data["boosters"])
+        trees = _PackedTrees.of(list(boosters))
+        return cls(
+            trees.packed,
+            trees.leaf_values,
+            trees.output_of_tree,
+            int(data["stage_column"]),
+            source.array(data["offsets"]),
+            source.array(data["defaults"]),
+            boosters,
         )
 
     @property

@@ -18,7 +18,6 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from features.reliability import team_of_owner
 from serving.dependencies import SettingsDep
 from serving.errors import ServiceError, Unauthorized
 from serving.keys import TeamScope, scope_of_key
@@ -253,7 +252,7 @@ def require_deals_in_scope(caller: Caller, deals: Sequence[Deal], loaded: Loaded
             (f"deals[{i}].owner_id", deal.owner_id, deal.owner.team if deal.owner else None)
             for i, deal in enumerate(deals)
         ),
-        owner_teams=team_of_owner(loaded.scorer.bundle.reference.tables),
+        owner_teams=loaded.scorer.bundle.reference.owner_team,
     )
 
 
@@ -270,7 +269,7 @@ def require_attainment_in_scope(
         named = next((d.owner.team for d in request.deals if d.owner and d.owner.team), None)
         caller.require_reps(
             [("owner_id", request.owner_id, named or request.team)],
-            owner_teams=team_of_owner(loaded.scorer.bundle.reference.tables),
+            owner_teams=loaded.scorer.bundle.reference.owner_team,
         )
     require_deals_in_scope(caller, request.deals, loaded)
 

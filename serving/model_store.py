@@ -12,10 +12,12 @@ version is loaded and warmed up (its bundle's golden deal must score as recorded
 before the reference moves. A version that fails to load or to warm up is never served and
 the old model keeps serving; the failure is remembered and the load tried again with backoff
 (after `retry_seconds`, doubling after each failure up to `retry_max_seconds`), since a load
-can fail for a passing reason (a read-only or unreachable artifact store: MLflow writes a
-file next to the artifacts on every load). When the alias moves on, its new version is tried
-at once. Other URIs (a version, a run, a path) are not watched; if the first load fails, the
-watcher retries it, with the same backoff, until it succeeds. `/ready` reports the last
+can fail for a passing reason (an unreachable artifact store, a file missing while a store is
+restored). A bundle whose files do not match the digest recorded at registration is refused
+before any of it is read (models.bundle.BundleRefused, naming the file) and reported like any
+failed load. When the alias moves on, its new version is tried at once. Other URIs (a
+version, a run, a path) are not watched; if the first load fails, the watcher retries it,
+with the same backoff, until it succeeds. `/ready` reports the last
 failure and when the next attempt is due (`load_failure`).
 """
 

@@ -41,12 +41,11 @@ from features.config import FeatureConfig
 from features.currencies import recorded_currencies
 from features.deals import DealTables
 from features.loading import CrmExport, export_as_of, load_export
-from features.payload import deals_as_payloads
 from features.reference import OutcomeReference
 from models.attainment import NewBusinessModel
 from models.baseline_model import FORECASTER, BaselineWinModel
 from models.baselines import baselines_for
-from models.bundle import DealcastBundle, DealcastModel, log_bundle
+from models.bundle import BundleRefused, DealcastBundle, load_model, log_bundle, synthetic_deal
 from models.drift import DriftReference
 from models.risk import fit_risk_flags
 from models.win import WinModel
@@ -279,23 +278,12 @@ def _without_activities(export: CrmExport) -> CrmExport:
 
 
 def golden_deal(bundle: DealcastBundle, data: PreparedData, cutoff: pd.Timestamp) -> dict[str, Any]:
-    """A deal open at the cut-off with its recorded score: the service's readiness check."""
+    """A synthetic deal open at the cut-off (models.bundle.synthetic_deal: the plan's stages,
+    made-up ids, no customer's deal) with its recorded score: the service's readiness check
+    and the logged model's input example."""
     from models.scoring import Scorer
 
-    last = data.snapshots[data.snapshots["as_of"] == data.snapshots["as_of"].max()]
-    pick = last.sort_values(["activities_total", "opportunity_id"], ascending=[False, True])
-    opportunity_id = str(pick["opportunity_id"].iloc[0])
-    export = data.export
-    deal = deals_as_payloads(
-        {
-            "opportunities": export.opportunities,
-            "opportunity_history": export.history,
-            "activities": export.activities,
-            "accounts": export.accounts,
-            "owners": export.owners,
-        },
-        [opportunity_id],
-    )[0]
+    deal = synthetic_deal(data.plan, cutoff)
     as_of = cutoff.isoformat()
     score = Scorer(bundle).score([deal], as_of=[as_of], explain=False)[0]
     return {
@@ -315,11 +303,13 @@ def _champion_comparison(
     if champion is None:
         return None, None
     champion_version = str(champion.version)
-    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
-    python_model = loaded.unwrap_python_model()
-    if not isinstance(python_model, DealcastModel):
+    try:
+        bundle = load_model(f"models:/{MODEL_NAME}@{CHAMPION}").bundle
+    except BundleRefused as refused:
+        # A champion no dealcast of this version can load (a pickled bundle of an older
+        # one): nothing to compare with; the service refuses it too.
+        logger.warning("the champion is not compared: %s", refused)
         return champion_version, None
-    bundle = python_model.bundle
     if isinstance(bundle.model, BaselineWinModel):
         return champion_version, None
     trained_through = pd.Timestamp(bundle.metadata["data_window"]["end"])

@@ -292,19 +292,19 @@ def test_past_max_queue_the_excess_gets_503_with_retry_after(
 
 
 def test_a_failed_model_load_is_retried_and_reported(registry: Registry, tmp_path: Path) -> None:
-    """MLflow writes `registered_model_meta` into the model's artifact folder on every load,
-    so a read-only artifact store fails every load. The test makes that write fail (a folder
-    in the file's place: the tests run as root, whom file modes do not stop): /ready says
-    why and when the next try is, the loads are retried, and once the store is writable
-    again the service becomes ready without a restart."""
+    """A load that fails is retried with backoff and reported: a file of the version's bundle
+    goes missing from the store (a partial copy, a store being restored), so every load is
+    refused naming it; /ready says why and when the next try is, the loads are retried, and
+    once the file is back the service becomes ready without a restart. (Loads read a
+    downloaded copy of the files, so a read-only artifact store no longer fails them:
+    MLflow's `registered_model_meta` is written into the copy.)"""
     mlflow.set_tracking_uri(registry.tracking_uri)
     source = MlflowClient(registry.tracking_uri).get_model_version("dealcast", registry.version)
     folder = Path(mlflow.artifacts.download_artifacts(f"models:/dealcast/{registry.version}"))
     assert (folder / "MLmodel").exists(), source.source
-    meta = folder / "registered_model_meta"
-    kept = meta.read_bytes()
-    meta.unlink()
-    meta.mkdir()
+    arrays = folder / "artifacts" / "bundle" / "arrays.npz"
+    kept = tmp_path / "arrays.npz"
+    shutil.move(arrays, kept)
     try:
         running = Service(
             registry,
@@ -323,20 +323,19 @@ def test_a_failed_model_load_is_retried_and_reported(registry: Registry, tmp_pat
                 what="retrying the failed load",
             )
             failure = failing["last_load_failure"]
-            assert "registered_model_meta" in failure["reason"], failure
+            assert "BundleRefused" in failure["reason"], failure
+            assert "file arrays.npz of the manifest is missing" in failure["reason"], failure
             assert failure["next_attempt_at"] > failure["failed_at"]
             assert failing["reason"] == failure["reason"]
-            shutil.rmtree(meta)
-            meta.write_bytes(kept)
+            shutil.move(kept, arrays)
             ready = running.wait(lambda ready: ready.status_code == 200, what="ready after the fix")
             assert ready["last_load_failure"] is None
             assert ready["model"]["version"] == registry.version
         finally:
             running.stop()
     finally:
-        if meta.is_dir():
-            shutil.rmtree(meta)
-            meta.write_bytes(kept)
+        if kept.exists():
+            shutil.move(kept, arrays)
 
 
 # --------------------------------------------------------------------------- item 8

@@ -79,7 +79,7 @@ def test_a_hubspot_org_imports_validates_trains_and_scores(hubspot_org: Path) ->
     # The model (and the baseline forecaster, when the model failed the gate and it was
     # registered too) carry the setting in their feature plan, so the service computes the
     # same missing columns the training saw.
-    bundles = list((root / "mlartifacts").rglob("bundle.pkl"))
+    bundles = [path.parent for path in (root / "mlartifacts").rglob("manifest.json")]
     assert len(bundles) in (1, 2), trained.stdout
     for path in bundles:
         assert DealcastBundle.load(path).plan.config.unavailable_features == UNAVAILABLE_FEATURES
