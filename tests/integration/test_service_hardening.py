@@ -345,8 +345,9 @@ def test_ready_and_health_do_not_wait_for_the_scoring_threads(
     service: Service, registry: Registry
 ) -> None:
     """Four large explained batches: two occupy both scoring threads, two wait for one.
-    /ready and /health, sent once the batches are in, are answered before any batch is
-    (before the fix /ready queued for a scoring thread behind them)."""
+    /ready and /health, sent once the batches are in, are answered before the batches that
+    wait for a thread are (before the fix /ready queued for a scoring thread behind them).
+    A running batch may finish first: the probes share the GIL with both scoring threads."""
     deals = registry.deals(1000)  # every open deal of the test world (about 350)
     finished: list[str] = []
     lock = threading.Lock()
@@ -371,8 +372,12 @@ def test_ready_and_health_do_not_wait_for_the_scoring_threads(
             finished.append(f"{probe}:{answer.status_code}")
     for batch in batches:
         batch.join(timeout=300)
-    assert finished[:2] == ["/ready:200", "/health:200"], finished
-    assert sorted(finished[2:]) == [f"batch{i}:200" for i in range(4)], finished
+    probes = [i for i, entry in enumerate(finished) if entry.startswith("/")]
+    assert [finished[i] for i in probes] == ["/ready:200", "/health:200"], finished
+    assert probes[-1] < 4, finished  # at least two batches were still to finish
+    assert sorted(e for e in finished if e.startswith("batch")) == [
+        f"batch{i}:200" for i in range(4)
+    ], finished
 
 
 # --------------------------------------------------------------------------- items 3, 5, 11
